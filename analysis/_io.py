@@ -1,0 +1,75 @@
+"""Small I/O helpers shared by every stage: atomic writes and project paths.
+
+Outputs are written to a temporary file in the destination folder and then renamed, so an
+interrupted run never leaves a half-written table or figure behind, and inputs are never
+overwritten by accident (see :func:`ensure_not_input`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+#: Root of the compendium (the folder holding ``pyproject.toml``).
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def atomic_path(path, *, suffix=None):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    Parameters
+    ----------
+    path : str or Path
+        Final destination. Parent folders are created.
+    suffix : str, optional
+        Suffix of the temporary file (defaults to the suffix of ``path``, so that writers that
+        infer the format from the name, like matplotlib or nibabel, keep working).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix is None:
+        suffix = "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path, text):
+    """Write ``text`` (UTF-8) to ``path`` atomically and return the path."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_csv(df, path, **kwargs):
+    """Write a DataFrame to CSV atomically (no index unless asked) and return the path."""
+    kwargs.setdefault("index", False)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, **kwargs)
+    return Path(path)
+
+
+def savefig(fig, path, **kwargs):
+    """Save a matplotlib figure atomically (``dpi=150``, tight bbox by default)."""
+    kwargs.setdefault("dpi", 150)
+    kwargs.setdefault("bbox_inches", "tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, **kwargs)
+    return Path(path)
+
+
+def ensure_not_input(out_path, *input_paths):
+    """Raise ``ValueError`` if ``out_path`` is one of ``input_paths`` (never overwrite inputs)."""
+    out = Path(out_path).resolve()
+    for p in input_paths:
+        if p is not None and Path(p).resolve() == out:
+            raise ValueError(f"refusing to overwrite the input file {p}; choose another output path")
