@@ -33,8 +33,12 @@ $(STAMP): requirements.txt pyproject.toml
 
 all: notebooks
 
-notebooks: setup
+notebooks: setup data/cohort.csv
 	$(PY) -m analysis run --params $(PARAMS)
+
+# The simulated cohort is committed; it is only generated here when missing (`make cohort` forces it).
+data/cohort.csv: | $(STAMP)
+	$(PY) -m analysis cohort
 
 test: setup
 	$(PY) -m pytest -q
