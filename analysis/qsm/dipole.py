@@ -407,7 +407,7 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
     tmp = np.empty(shp, np.float32)
     reg_w = [np.empty(shp, np.float32) for _ in range(3)]  # M_G V M_G / h², per direction
 
-    def dconv(x, out=None):
+    def dconv(x):
         spec = sfft.rfftn(x, workers=workers)
         spec *= d
         return sfft.irfftn(spec, s=shp, workers=workers, overwrite_x=True)
