@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from .cohort import COLUMN_NAMES
 from .freesurfer import (LEFT_LATERAL_VENTRICLE, LEFT_THALAMUS, RIGHT_LATERAL_VENTRICLE,
                          RIGHT_THALAMUS, THALAMUS_NAMES, load_aseg, read_subject_stats)
 
@@ -67,10 +68,11 @@ IMAGING_COLUMNS = ("subject_id", "thalamic_volume_mm3", "thalamic_relative_susce
 #: Columns that come from the clinical CSV, merged by ``subject_id``.
 CLINICAL_COLUMNS = ("age_years", "sex", "edss", "disease_duration_years", "dmt_use",
                     "enhancing_lesions_present")
-#: Column order of the cohort CSV.
-COHORT_COLUMNS = ("subject_id", *CLINICAL_COLUMNS, "t2_lesion_volume_ml", "thalamic_volume_mm3",
-                  "thalamic_relative_susceptibility_ppb", "total_gray_matter_volume_mm3",
-                  "mean_cortical_thickness_mm")
+#: Column order of the cohort CSV: the data dictionary's (:data:`analysis.cohort.COLUMN_NAMES`).
+COHORT_COLUMNS = tuple(COLUMN_NAMES)
+if set(COHORT_COLUMNS) != set(IMAGING_COLUMNS) | set(CLINICAL_COLUMNS):  # pragma: no cover
+    raise ImportError("analysis.roi: IMAGING_COLUMNS + CLINICAL_COLUMNS differ from the cohort "
+                      "data dictionary (analysis.cohort.COLUMNS)")
 
 PPM_TO_PPB = 1000.0
 
