@@ -76,3 +76,38 @@ def ensure_not_input(out_path, *input_paths):
     for p in input_paths:
         if p is not None and Path(p).resolve() == out:
             raise ValueError(f"refusing to overwrite the input file {p}; choose another output path")
+
+
+def write_table(df, output_dir, name, *, title, notes=(), floatfmt="g", index=False):
+    """Write a results table as ``<name>.csv`` and a readable ``<name>.md`` beside it.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table. The CSV keeps full precision; the Markdown rendering uses ``floatfmt``.
+    output_dir : str or Path
+        Destination folder (created if needed).
+    name : str
+        File stem, e.g. ``"table1"``.
+    title : str
+        First-level heading of the Markdown rendering.
+    notes : sequence of str
+        Paragraphs printed under the title (say there what is simulated).
+    floatfmt : str
+        Format of floats in the Markdown rendering (tabulate's ``floatfmt``).
+    index : bool
+        Keep the DataFrame index as a column.
+
+    Returns
+    -------
+    tuple of Path
+        The CSV and Markdown paths.
+    """
+    if not name or "/" in name or name.endswith((".csv", ".md")):
+        raise ValueError(f"table name must be a bare file stem, got {name!r}")
+    output_dir = Path(output_dir)
+    csv_path = write_csv(df, output_dir / f"{name}.csv", index=index)
+    body = df.to_markdown(index=index, floatfmt=floatfmt)
+    parts = [f"# {title}", *notes, body]
+    md_path = write_text(output_dir / f"{name}.md", "\n\n".join(parts) + "\n")
+    return csv_path, md_path

@@ -184,3 +184,32 @@ def compare_with_published(ours, table, *, text_overrides=True):
                          "difference": float(r[stat]) - float(printed), "match": bool(match),
                          "note": note})
     return pd.DataFrame(rows)
+
+
+def sensitivity_age_sweep(df, cutoffs=range(35, 72), *, outcome="t2_lesion_volume_log", min_n=20):
+    """The age sensitivity analysis repeated over a range of cutoffs (an exploratory extension).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A validated cohort.
+    cutoffs : iterable of float
+        Age cutoffs (years); each refits the adjusted model on patients younger than the cutoff.
+    min_n : int
+        Cutoffs leaving fewer patients are skipped.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``max_age_years, n, coef, ci_low, ci_high, p`` of the adjusted model, one row per cutoff.
+    """
+    rows = []
+    for cut in cutoffs:
+        if (df["age_years"] < cut).sum() < min_n:
+            continue
+        r = sensitivity_age(df, max_age_years=cut, outcome=outcome).set_index("model").loc["adjusted"]
+        rows.append({"max_age_years": float(cut), "n": int(r["n"]),
+                     **{k: float(r[k]) for k in RESULT_COLUMNS}})
+    if not rows:
+        raise ValueError(f"no cutoff in {list(cutoffs)} leaves at least min_n={min_n} patients")
+    return pd.DataFrame(rows)
