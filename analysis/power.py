@@ -98,9 +98,13 @@ def _power_fixed_x(r, n, alpha, sides):
     df = n - 2
     delta = np.sqrt(r * r / (1.0 - r * r) * n)
     tc = stats.t.isf(alpha / sides, df)
+    upper = stats.nct.sf(tc, df, delta)
     if sides == 1:
-        return stats.nct.sf(tc, df, delta)
-    return stats.nct.sf(tc, df, delta) + stats.nct.cdf(-tc, df, delta)
+        return upper
+    # the lower rejection tail: scipy's nct.cdf returns NaN far in its tail (large delta), where
+    # the probability is negligible (< 1e-20); count it as 0 rather than poison the root search
+    lower = stats.nct.cdf(-tc, df, delta)
+    return upper + (0.0 if np.isnan(lower) else lower)
 
 
 def _r_critical(n, alpha, sides):

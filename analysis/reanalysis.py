@@ -443,28 +443,8 @@ def observed_power_table(effects, *, alpha=0.05, power=0.80, outcomes=None, meth
                          "partial_r": float(r["partial_r"]), "n_effective": n_eff,
                          "power_at_observed_r": pw.power_correlation(float(r["partial_r"]), n_eff,
                                                                      alpha=alpha, method=m),
-                         "detectable_r": _detectable_r(n_eff, alpha=alpha, power=power, method=m)})
+                         "detectable_r": pw.detectable_r(n_eff, alpha=alpha, power=power, method=m)})
     return pd.DataFrame(rows)
-
-
-def _detectable_r(n, *, alpha, power, method):
-    """:func:`analysis.power.detectable_r`, bracketing the root itself if that search hits a NaN.
-
-    scipy's noncentral t CDF returns NaN far in its lower tail for some (df, delta) (e.g. df = 74,
-    delta = 10-11.2), which stops ``detectable_r``'s search on (0, 1) for the fixed-X method at
-    some n; the detectable r itself lies well below those r, so a bracket that stops at the first r
-    with enough power avoids them.
-    """
-    from . import power as pw
-
-    try:
-        return pw.detectable_r(n, alpha=alpha, power=power, method=method)
-    except ValueError:
-        f = lambda r: pw.power_correlation(r, n, alpha=alpha, method=method) - power  # noqa: E731
-        hi = 0.05
-        while hi < 0.99 and not f(hi) > 0:
-            hi += 0.05
-        return float(optimize.brentq(f, 1e-9, min(hi, 0.99), xtol=1e-12, rtol=1e-12))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -214,3 +214,13 @@ def test_power_curve_figure():
 def test_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_fixed_x_power_survives_scipy_nct_tail_nan():
+    """scipy's nct.cdf is NaN far in its lower tail (df 74, delta ~ 10); power must stay defined."""
+    from analysis import power as pw
+
+    assert pw.power_correlation(0.79, 76, method="fixed_x_regression") == pytest.approx(1.0, abs=1e-12)
+    r = pw.detectable_r(76, method="fixed_x_regression")
+    assert pw.power_correlation(r, 76, method="fixed_x_regression") == pytest.approx(0.80, abs=1e-9)
+    assert 0.3 < r < 0.33

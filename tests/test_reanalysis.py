@@ -247,8 +247,8 @@ def test_format_p():
 
 
 def test_detectable_r_where_scipy_nct_returns_nan():
-    # n - k = 76: analysis.power.detectable_r's search for the fixed-X method meets a NaN from
-    # scipy.stats.nct.cdf; observed_power_table still returns the root
+    # n - k = 76: the search for the fixed-X method used to meet a NaN from
+    # scipy.stats.nct.cdf (fixed in analysis.power); observed_power_table returns the root
     es = pd.DataFrame([{"outcome": "t2_lesion_volume_log", "model": "adjusted", "n": 80, "k": 4, "partial_r": 0.25}])
     pw = ra.observed_power_table(es, methods=["fixed_x_regression"]).iloc[0]
     assert pw["n_effective"] == 76
