@@ -43,14 +43,29 @@ RESULT_COLUMNS = ("coef", "ci_low", "ci_high", "p")
 
 
 def fit_ols(formula, data):
-    """Fit ``formula`` by OLS on ``data`` (statsmodels formula API) and return the results."""
-    return smf.ols(formula, data=data).fit()
+    """Fit ``formula`` by OLS on ``data`` (statsmodels formula API) and return the results.
+
+    Raises ``ValueError`` naming the column(s) when the design cannot be estimated (statsmodels
+    would fit a rank-deficient design silently with a pseudo-inverse), e.g. a cohort in which every
+    patient is on DMT or none has enhancing lesions.
+    """
+    result = smf.ols(formula, data=data).fit()
+    X = np.asarray(result.model.exog, dtype=float)
+    if np.linalg.matrix_rank(X) < X.shape[1]:
+        names = list(result.model.exog_names)
+        const = [n for j, n in enumerate(names) if n != "Intercept" and np.all(X[:, j] == X[0, j])]
+        what = (f"column(s) {const} take a single value in these data" if const
+                else f"its columns {names} are collinear")
+        raise ValueError(f"model {formula!r} cannot be estimated: {what}")
+    return result
 
 
 def coefficient_row(result, term, *, alpha=0.05):
     """Tidy summary of one coefficient: ``coef, se, ci_low, ci_high, t, p, n, df_resid``."""
     if term not in result.params.index:
-        raise ValueError(f"term {term!r} not in the model; terms: {list(result.params.index)}")
+        hint = (" (a categorical variable with a single level in these data, e.g. one sex only?)"
+                if term.startswith("C(") else "")
+        raise ValueError(f"term {term!r} not in the model{hint}; terms: {list(result.params.index)}")
     ci = result.conf_int(alpha=alpha).loc[term]
     return {"coef": float(result.params[term]), "se": float(result.bse[term]),
             "ci_low": float(ci.iloc[0]), "ci_high": float(ci.iloc[1]),
