@@ -427,10 +427,12 @@ def lesion_model_comparison(reference, measured, *, labels=("calibrated", "measu
         for label, df in zip(labels, tables):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")       # rank-deficient fits are reported as NaN
-                res = fit_ols(formula, df)
-                full_rank = res.model.rank == res.model.exog.shape[1]
-                vals = (coefficient_row(res, SUSCEPTIBILITY) if full_rank and res.df_resid >= 1
-                        else dict.fromkeys(("coef", "ci_low", "ci_high", "p"), np.nan))
+                try:                                  # fit_ols raises for a rank-deficient design
+                    res = fit_ols(formula, df)
+                    vals = (coefficient_row(res, SUSCEPTIBILITY) if res.df_resid >= 1
+                            else dict.fromkeys(("coef", "ci_low", "ci_high", "p"), np.nan))
+                except ValueError:
+                    vals = dict.fromkeys(("coef", "ci_low", "ci_high", "p"), np.nan)
             row.update({f"{label}_{key}": float(vals[key]) for key in ("coef", "ci_low", "ci_high", "p")})
         row["coef_difference"] = row[f"{labels[1]}_coef"] - row[f"{labels[0]}_coef"]
         rows.append(row)

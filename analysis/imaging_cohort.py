@@ -144,14 +144,16 @@ class ImagingSettings:
         First-echo SNR in the brain of the simulated acquisition (None: noise-free).
     seed : int
         Cohort seed; subject i uses :func:`subject_seed` ``(seed, i)``.
-    background : {'vsharp', 'pdf', 'none'}
-        Background field removal.
+    background : {'pdf', 'vsharp', 'none'}
+        Background field removal (default PDF, as
+        :func:`analysis.phantom_subject.reconstruct_phantom`; after PDF, MEDI uses the toolbox's
+        5 mm SMV high-pass and MERIT).
     vsharp_max_radius_mm : float
-        Largest V-SHARP sphere (mm), as in notebook 03.
-    method : {'medi', 'medi0', 'tkd'}
-        Dipole inversion.
+        Largest V-SHARP sphere (mm), for ``background='vsharp'``.
+    method : {'medi0', 'medi', 'tkd'}
+        Dipole inversion (default MEDI+0 with the lateral ventricles as CSF mask).
     lambda_ : float
-        MEDI data weight.
+        MEDI data weight (default :data:`analysis.phantom_subject.PHANTOM_LAMBDA`, 2000).
     n_lesions : int
         Number of lesions the T2 lesion volume is split into.
     vein_threshold_mad : float
@@ -176,10 +178,10 @@ class ImagingSettings:
     resolution_mm: float = 2.0
     snr: float | None = 100.0
     seed: int = DEFAULT_SEED
-    background: str = "vsharp"
+    background: str = "pdf"
     vsharp_max_radius_mm: float = 25.0
-    method: str = "medi"
-    lambda_: float = 1000.0
+    method: str = "medi0"
+    lambda_: float = 2000.0      # analysis.phantom_subject.PHANTOM_LAMBDA
     n_lesions: int = 6
     vein_threshold_mad: float = 3.0
     qsm_route: str = "phantom"
@@ -442,6 +444,8 @@ def _reconstruct(phantom, seed, settings, scratch):
                                                             step - 1e-9, -step)}
     if settings.method == "medi0":
         opts["csf_mask"] = np.isin(phantom.labels, (4, 43))
+    if settings.background == "pdf" and settings.method in ("medi", "medi0"):   # as reconstruct_phantom
+        opts.update(smv_radius_mm=5.0, merit=True)
     run_qsm(bids_dir, qsm_dir, participant_label=label, method=settings.method, lambda_=settings.lambda_,
             brain_mask_dir=bids_dir / "derivatives" / "truth", save_fields=False, progress=False, **opts)
     anat = qsm_dir / f"sub-{label}" / "anat"

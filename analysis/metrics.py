@@ -10,6 +10,8 @@
 * :func:`label_errors` — mean χ per labelled structure and its error in **ppb** (1 ppb =
   0.001 ppm), as a tidy :class:`pandas.DataFrame`.
 * :func:`accuracy_table` — all of the above for several methods, one tidy table.
+* :func:`qsm_accuracy_table` — the same as one wide row per method, on CSF-referenced maps, with
+  the mean error of grouped structures (:data:`QSM_STRUCTURES`): the table of notebook 01.
 
 All maps are arrays of shape (X, Y, Z) in ppm.
 """
@@ -21,7 +23,22 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-__all__ = ["nrmse", "hfen", "ssim", "log_kernel", "label_errors", "accuracy_table"]
+__all__ = ["nrmse", "hfen", "ssim", "log_kernel", "label_errors", "accuracy_table", "QSM_STRUCTURES",
+           "CSF_REFERENCE_LABELS", "qsm_accuracy_table"]
+
+#: Structures of :func:`qsm_accuracy_table`: name → label ids (FreeSurfer aseg ids, and the
+#: head phantom's vein ids 901-905), left and right pooled.
+QSM_STRUCTURES = {
+    "thalamus": (10, 49),
+    "caudate": (11, 50),
+    "putamen": (12, 51),
+    "pallidum": (13, 52),
+    "white matter": (2, 41),
+    "CSF": (4, 43, 5, 44, 14, 15),
+    "veins": (901, 902, 903, 904, 905),
+}
+#: Labels of the CSF reference of :func:`qsm_accuracy_table`: the lateral ventricles.
+CSF_REFERENCE_LABELS = (4, 43)
 
 
 def _prep(estimate, truth, mask):
@@ -220,3 +237,72 @@ def accuracy_table(estimates, truth, *, mask, labels=None, names=None, data_rang
             for _, r in tab.iterrows():
                 rows.append((meth, "mean_error", r["structure"], float(r["error_ppb"]), "ppb"))
     return pd.DataFrame(rows, columns=["method", "metric", "structure", "value", "unit"])
+
+
+def _slug(name):
+    return "".join(c if c.isalnum() else "_" for c in str(name).lower()).strip("_")
+
+
+def qsm_accuracy_table(estimates, truth, *, mask, labels, structures=None, reference_labels=CSF_REFERENCE_LABELS,
+                       data_range=None):
+    """Accuracy of several χ maps against one truth: one row per method, CSF-referenced.
+
+    Every map — and the truth — is first referenced to its own mean over ``reference_labels``
+    inside ``mask`` (χ is only defined up to a constant; the compendium's convention is CSF = 0),
+    then compared over ``mask``: NRMSE and HFEN (%), SSIM, and, per structure, the mean error
+    (estimate − truth, ppb) over the structure's voxels inside ``mask``.
+
+    Parameters
+    ----------
+    estimates : mapping of str to ndarray, shape (X, Y, Z)
+        Method name → χ map (ppm); must be finite inside ``mask``.
+    truth : ndarray, shape (X, Y, Z)
+        True χ (ppm).
+    mask : ndarray of bool, shape (X, Y, Z)
+        Evaluation mask, common to all methods (e.g. the intersection of their masks).
+    labels : ndarray of int, shape (X, Y, Z)
+        Structure labels (truth labels of a phantom).
+    structures : mapping of str to sequence of int, optional
+        Structure name → label ids; default :data:`QSM_STRUCTURES`.
+    reference_labels : sequence of int
+        Labels whose mean is the zero of every map (default the lateral ventricles 4/43).
+    data_range : float, optional
+        SSIM data range (ppm); default the range of the referenced truth in ``mask``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``method``, ``n_voxels``, ``nrmse_pct``, ``hfen_pct``, ``ssim``, then
+        ``<structure>_error_ppb`` per structure (lower case, non-alphanumerics as ``_``: e.g.
+        ``white_matter_error_ppb``); NaN for a structure with no voxel in ``mask``.
+    """
+    if not isinstance(estimates, Mapping) or not estimates:
+        raise ValueError("estimates must be a non-empty mapping of method name to chi map")
+    t = np.asarray(truth, dtype=np.float64)
+    m = np.asarray(mask, dtype=bool)
+    lab = np.asarray(labels)
+    if m.shape != t.shape or lab.shape != t.shape:
+        raise ValueError(f"mask {m.shape} and labels {lab.shape} must have the truth's shape {t.shape}")
+    if not m.any():
+        raise ValueError("mask is empty (no voxel is True)")
+    structures = dict(QSM_STRUCTURES if structures is None else structures)
+    ref = m & np.isin(lab, reference_labels)
+    if not ref.any():
+        raise ValueError(f"no voxel of reference_labels {tuple(reference_labels)} inside the mask")
+    t_ref = np.where(m, t - t[ref].mean(), 0.0)
+    sel = {name: m & np.isin(lab, ids) for name, ids in structures.items()}
+    rows = []
+    for meth, est in estimates.items():
+        e = np.asarray(est, dtype=np.float64)
+        if e.shape != t.shape:
+            raise ValueError(f"estimate {meth!r} has shape {e.shape}, expected {t.shape}")
+        if not np.all(np.isfinite(e[m])):
+            raise ValueError(f"estimate {meth!r} is not finite everywhere in the mask")
+        e_ref = np.where(m, e - e[ref].mean(), 0.0)
+        row = {"method": str(meth), "n_voxels": int(m.sum()), "nrmse_pct": nrmse(e_ref, t_ref, mask=m),
+               "hfen_pct": hfen(e_ref, t_ref, mask=m), "ssim": ssim(e_ref, t_ref, mask=m, data_range=data_range)}
+        for name, s in sel.items():
+            row[f"{_slug(name)}_error_ppb"] = (float(1000.0 * (e_ref[s].mean() - t_ref[s].mean())) if s.any()
+                                               else float("nan"))
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -172,7 +172,10 @@ def _setup_logging():
 
 def _cmd_qsm(args):
     _setup_logging()
-    extra = {k: v for k, v in (("unwrap", args.unwrap), ("background", args.background)) if v is not None}
+    extra = {k: v for k, v in (("unwrap", args.unwrap), ("background", args.background),
+                               ("smv_radius_mm", args.smv_radius)) if v is not None}
+    if args.merit:
+        extra["merit"] = True
     res = run_qsm(args.bids_dir, args.out_dir, participant_label=args.participant_label or None,
                   method=args.method, lambda_=args.lambda_, b0_tesla=args.b0_tesla, min_echoes=args.min_echoes,
                   brain_mask_dir=args.brain_mask_dir, save_fields=not args.no_fields, progress=not args.no_progress, **extra)
@@ -204,12 +207,18 @@ def add_parser(subparsers):
                    help="background field removal (default: the pipeline's)")
     p.add_argument("--lambda", dest="lambda_", type=float, default=1000.0,
                    help="MEDI regularisation weight on the data term (default 1000, field in radians)")
+    p.add_argument("--smv-radius", type=float, default=None, metavar="MM",
+                   help="MEDI: SMV high-pass of field and kernel with this radius (mm), mask eroded by it "
+                        "(the toolbox's 'smv'; its whole-brain recipe is --background pdf --method medi0 "
+                        "--smv-radius 5 --merit)")
+    p.add_argument("--merit", action="store_true", help="MEDI: MERIT reweighting of voxels with large residuals")
     p.add_argument("--b0-tesla", type=float, default=None,
                    help="field strength (T) if the sidecars lack MagneticFieldStrength")
     p.add_argument("--min-echoes", type=int, default=2, help="fewest echoes accepted per series (default 2)")
     p.add_argument("--brain-mask-dir", default=None, metavar="DIR",
                    help="derivative folder with sub-<L>/anat/sub-<L>_desc-brain_mask.nii.gz on the MEGRE grid "
-                        "(default: computed from the magnitude)")
+                        "(default: computed from the magnitude by threshold and morphology; it takes in scalp "
+                        "below a first-echo SNR of about 20)")
     p.add_argument("--no-fields", action="store_true", help="do not write the total/local field maps")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_qsm)

@@ -440,7 +440,8 @@ def _check_hemisphere(hemisphere):
 
 def thalamic_rois(chimap_img, aseg_img, *, exclude_veins=True, vein_threshold_mad=3.0,
                   vein_dilation_mm=None, csf_radius_mm=3.0, csf_search_mm=20.0,
-                  csf_margin_voxels="auto", csf_min_radius_mm=None, hemisphere="both"):
+                  csf_margin_voxels="auto", csf_min_radius_mm=None, hemisphere="both",
+                  brain_mask_img=None):
     """Build the thalamic VOIs, vein masks and CSF spheres on the χ grid.
 
     Parameters are those of :func:`thalamic_susceptibility`. Returns :class:`ThalamicROIs`.
@@ -450,6 +451,14 @@ def thalamic_rois(chimap_img, aseg_img, *, exclude_veins=True, vein_threshold_ma
     chi = np.asarray(chi_img.dataobj, dtype=np.float64)
     labels = np.asarray(to_qsm_space(aseg_img, chi_img).dataobj, dtype=np.int32)
     valid = np.isfinite(chi)
+    if brain_mask_img is not None:
+        try:
+            mask = np.asarray(to_qsm_space(brain_mask_img, chi_img).dataobj)
+        except ValueError as err:
+            raise ValueError(f"brain_mask_img: {err}") from err
+        if mask.shape != chi.shape:
+            raise ValueError(f"brain_mask_img: shape {mask.shape} on the χ grid, expected {chi.shape}")
+        valid &= mask > 0
     rois = ThalamicROIs(affine=chi_img.affine.copy(), labels=labels, sides=sides, chi_ppm=chi)
     for side in sides:
         tl, _ = SIDES[side]
@@ -477,7 +486,7 @@ def thalamic_rois(chimap_img, aseg_img, *, exclude_veins=True, vein_threshold_ma
 def thalamic_susceptibility(chimap_img, aseg_img, *, exclude_veins=True, vein_threshold_mad=3.0,
                             csf_radius_mm=3.0, hemisphere="both", sign="thalamus_minus_csf",
                             vein_dilation_mm=None, csf_search_mm=20.0, csf_margin_voxels="auto",
-                            csf_min_radius_mm=None, return_rois=False):
+                            csf_min_radius_mm=None, brain_mask_img=None, return_rois=False):
     """Relative thalamic susceptibility (ppb) of one subject.
 
     Parameters
@@ -509,6 +518,10 @@ def thalamic_susceptibility(chimap_img, aseg_img, *, exclude_veins=True, vein_th
         allows it, else 0 (:func:`csf_reference_mask`).
     csf_min_radius_mm : float, optional
         Smallest acceptable CSF sphere radius (mm); default one voxel.
+    brain_mask_img : str, Path or nibabel image, optional
+        Mask of the voxels where χ was reconstructed (e.g. the QSM derivative's brain mask).
+        QSM derivatives hold 0, not NaN, outside their mask; pass it on real data so that such
+        voxels never enter the VOI or the CSF sphere (resampled to the χ grid, nearest neighbour).
     return_rois : bool, optional
         Also return the :class:`ThalamicROIs` (masks for figures) under the key ``"rois"``.
 
@@ -535,7 +548,7 @@ def thalamic_susceptibility(chimap_img, aseg_img, *, exclude_veins=True, vein_th
                          vein_threshold_mad=vein_threshold_mad, vein_dilation_mm=vein_dilation_mm,
                          csf_radius_mm=csf_radius_mm, csf_search_mm=csf_search_mm,
                          csf_margin_voxels=csf_margin_voxels, csf_min_radius_mm=csf_min_radius_mm,
-                         hemisphere=hemisphere)
+                         hemisphere=hemisphere, brain_mask_img=brain_mask_img)
     chi = rois.chi_ppm
     factor = 1.0 if sign == "thalamus_minus_csf" else -1.0
 

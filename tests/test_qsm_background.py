@@ -1,5 +1,7 @@
 """Background field removal: fields of sources outside the mask vanish inside it."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -81,3 +83,40 @@ def test_smv_of_harmonic_function_is_itself():
     s = smv(h, radius_mm=4.0)
     inner = (slice(6, -6),) * 3
     np.testing.assert_allclose(s[inner], h[inner], atol=1e-4)
+
+
+def test_pdf_noise_free_data_fall_back_to_uniform_weights():
+    """An all-zero noise map (noise-free data) used to stop PDF (no positive weight); tiny
+    round-off-level noise overflowed float32 (1/σ²) and returned NaN."""
+    mask, f_bg, _ = _setup()
+    with pytest.warns(RuntimeWarning, match="noise-free"):
+        local = pdf(f_bg, mask, voxel_size=1.0, noise_std=np.zeros(mask.shape))
+    bg_rms = np.sqrt(np.mean(f_bg[mask] ** 2))
+    assert np.all(np.isfinite(local))
+    # uniform weights, max_iter (30) iterations: better than the relative stop at tol=0.1
+    assert np.sqrt(np.mean(local[mask] ** 2)) < 0.05 * bg_rms
+    ref = pdf(f_bg, mask, voxel_size=1.0, tol=1e-9, max_iter=30)
+    np.testing.assert_allclose(local, ref, atol=1e-6)
+    # round-off-sized noise: finite, and the same solution as the same map scaled up (weights
+    # are relative; only the stopping level moves with the noise level)
+    tiny = np.where(mask, 1e-21 * (1 + np.random.default_rng(0).random(mask.shape)), 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no overflow warning, no noise-free warning
+        a = pdf(f_bg, mask, voxel_size=1.0, noise_std=tiny, max_iter=20)
+    b = pdf(f_bg, mask, voxel_size=1.0, noise_std=tiny * 1e18, tol=1e-9, max_iter=20)
+    assert np.all(np.isfinite(a))
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_pdf_zero_noise_voxels_are_reliable_not_ignored():
+    mask, f_bg, _ = _setup()
+    noise = np.where(mask, 1e-3, 1.0)
+    some = mask & (np.arange(N)[:, None, None] < 20)
+    noise[some] = 0.0                       # fitted exactly: the most reliable voxels
+    local = pdf(f_bg, mask, voxel_size=1.0, noise_std=noise, tol=1e-3, max_iter=200)
+    assert np.all(np.isfinite(local))
+    assert np.sqrt(np.mean(local[some] ** 2)) < 0.01 * np.sqrt(np.mean(f_bg[some] ** 2))
+    with pytest.raises(ValueError, match="negative"):
+        pdf(f_bg, mask, voxel_size=1.0, noise_std=np.where(mask, -1.0, 1.0))
+    with pytest.raises(ValueError, match="not finite"):
+        pdf(f_bg, mask, voxel_size=1.0, noise_std=np.full(mask.shape, np.nan))

@@ -191,3 +191,39 @@ def test_end_to_end_medi(phantom_bids):
     assert abs(rel(10, 49) - 0.04) < 0.012
     assert rel(901, 902, 903, 904) > 0.3
     assert corr > 0.85
+
+
+def test_noise_free_phantom_with_the_default_mask(tmp_path, capsys):
+    """`phantom --snr 0` then `qsm` with no --brain-mask-dir: PDF used to fail on the all-zero noise
+    map of noise-free data. The computed mask is the brain plus its outer CSF layer: no scalp or
+    air, no brain voxel missed."""
+    pytest.importorskip("analysis.qsm.pipeline")
+    from analysis.bids import load_truth
+
+    bids = tmp_path / "ph"
+    assert main(["phantom", str(bids), "--resolution", "4", "--snr", "0", "--seed", "1"]) == 0
+    with pytest.warns(RuntimeWarning, match="noise-free"):
+        rc = main(["qsm", str(bids), str(tmp_path / "out"), "--method", "tkd", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    t = load_truth(bids / "derivatives" / "truth", "01")
+    anat = tmp_path / "out/sub-01/anat"
+    mask = np.asarray(nib.load(anat / "sub-01_desc-brain_mask.nii.gz").dataobj) > 0
+    chi = np.asarray(nib.load(anat / "sub-01_Chimap.nii.gz").dataobj)
+    assert np.all(mask[t["brain_mask"]])                          # the whole brain
+    extra = t["labels"][mask & ~t["brain_mask"]]
+    assert np.mean(extra == 24) > 0.99                             # + the outer CSF layer
+    assert not np.isin(extra, (0, 912, 913)).any()                 # (a skull voxel at 4 mm), no scalp/air
+    assert np.all(np.isfinite(chi)) and np.abs(chi[mask]).max() > 0
+    side = json.loads((anat / "sub-01_Chimap.json").read_text())
+    assert side["Parameters"]["brain_mask"] == "computed"
+
+
+def test_cli_whole_brain_recipe_flags(tmp_path, fake):
+    write_megre_subject(tmp_path / "bids", _tiny_sim(n_echoes=3))
+    assert main(["qsm", str(tmp_path / "bids"), str(tmp_path / "out"), "--background", "pdf", "--method", "medi0",
+                 "--smv-radius", "5", "--merit", "--no-progress"]) == 0
+    call = fake.calls[-1]
+    assert call["method"] == "medi0" and call["background"] == "pdf"
+    assert call["smv_radius_mm"] == 5.0 and call["merit"] is True
+    assert main(["qsm", str(tmp_path / "bids"), str(tmp_path / "out2"), "--no-progress"]) == 0
+    assert "smv_radius_mm" not in fake.calls[-1] and "merit" not in fake.calls[-1]

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from analysis.metrics import nrmse
-from analysis.qsm import GAMMA_HZ_PER_T, erode_mm, forward_field, reconstruct_megre
+from analysis.qsm import (
+    GAMMA_HZ_PER_T,
+    brain_mask,
+    combine_magnitude,
+    erode_mm,
+    forward_field,
+    reconstruct_megre,
+    reconstruct_recipes,
+)
 from analysis.qsm._synthetic import ellipsoid_brain
 
 N = 48
@@ -12,8 +20,7 @@ VS = (3.0, 3.0, 3.0)
 TE = 4.3e-3 + 4.8e-3 * np.arange(6)
 
 
-@pytest.fixture(scope="module")
-def acquisition():
+def _acquisition(sigma):
     ph = ellipsoid_brain((N, N, N))
     m = ph["mask"]
     x, y, z = np.meshgrid(*[np.arange(N) - N / 2 + 0.5] * 3, indexing="ij")
@@ -29,8 +36,14 @@ def acquisition():
     offset = 0.8 * x / N + 0.3
     hz = total * 1e-6 * GAMMA_HZ_PER_T * 3.0
     sig = rho[..., None] * np.exp(-25 * TE) * np.exp(1j * (offset[..., None] + 2 * np.pi * hz[..., None] * TE))
-    sig += 0.01 * (rng.standard_normal(sig.shape) + 1j * rng.standard_normal(sig.shape))
+    if sigma:
+        sig += sigma * (rng.standard_normal(sig.shape) + 1j * rng.standard_normal(sig.shape))
     return {**ph, "mag": np.abs(sig), "phase": np.angle(sig), "total": total, "f_bg": f_bg, "f_loc": f_loc}
+
+
+@pytest.fixture(scope="module")
+def acquisition():
+    return _acquisition(0.01)
 
 
 def test_reconstruct_medi_and_tkd(acquisition):
@@ -93,3 +106,61 @@ def test_reconstruct_rejects_bad_input(acquisition):
         reconstruct_megre(mag, ph, TE, mask=np.ones((3, 3, 3), bool), **kw)
     with pytest.raises(ValueError, match="voxel_size_mm"):
         reconstruct_megre(mag, ph, TE, voxel_size_mm=(1, 1), progress=False)
+
+
+def test_reconstruct_noise_free_data():
+    """Noise-free echoes: the fit's noise map is 0 (its residual is float32 round-off), PDF falls
+    back to uniform weights (it used to fail: 'noise_std is not positive ... anywhere') and MEDI
+    uses uniform weights; the result is at least as good as with noise."""
+    a = _acquisition(0.0)
+    m = a["mask"]
+    with pytest.warns(RuntimeWarning, match="noise-free"):
+        out = reconstruct_megre(a["mag"], a["phase"], TE, voxel_size_mm=VS, mask=m, progress=False,
+                                method="medi0", csf_mask=a["labels"] == 3, smv_radius_mm=6.0, merit=True)
+    assert np.all(out["noise_std"][m] == 0)
+    assert out["parameters"]["noise_weights"].startswith("uniform")
+    assert np.all(np.isfinite(out["chi_ppm"]))
+    lab, chi = a["labels"], out["chi_ppm"]
+    em = out["mask"]
+    for k, true in ((5, 0.07), (7, 0.15), (2, -0.03)):
+        assert abs(chi[(lab == k) & em].mean() - true) < 0.01
+
+
+def test_reconstruct_recipes_share_the_field_and_match_reconstruct_megre(acquisition):
+    a = acquisition
+    m, csf = a["mask"], a["labels"] == 3
+    kw = dict(voxel_size_mm=VS, mask=m, csf_mask=csf, progress=False)
+    recipes = {"tkd-vsharp": {"background": "vsharp", "method": "tkd", "background_options": {"radii_mm": [9.0, 6.0]}},
+               "tkd-pdf": {"background": "pdf", "method": "tkd"},
+               "medi0": {"background": "pdf", "method": "medi0", "max_iter": 2, "smv_radius_mm": 6.0}}
+    out = reconstruct_recipes(a["mag"], a["phase"], TE, recipes=recipes, **kw)
+    assert list(out) == list(recipes)
+    assert out["tkd-pdf"]["total_field_ppm"] is out["medi0"]["total_field_ppm"]       # computed once
+    assert out["tkd-pdf"]["local_field_ppm"] is out["medi0"]["local_field_ppm"]       # same PDF, once
+    assert out["tkd-vsharp"]["mask"].sum() < m.sum()
+    assert out["medi0"]["parameters"]["method"] == "MEDI+0"
+    assert out["medi0"]["parameters"]["options"]["smv_radius_mm"] == 6.0
+    assert out["medi0"]["fitted_field_rad"].shape == m.shape
+    assert np.abs(out["medi0"]["fitted_field_rad"]).max() <= np.pi + 1e-6                 # wrapped
+    one = reconstruct_megre(a["mag"], a["phase"], TE, method="medi0", max_iter=2, smv_radius_mm=6.0, **kw)
+    np.testing.assert_array_equal(one["chi_ppm"], out["medi0"]["chi_ppm"])
+    with pytest.raises(ValueError, match="unknown option"):
+        reconstruct_recipes(a["mag"], a["phase"], TE, recipes={"x": {"method": "tkd", "merit": True}}, **kw)
+    with pytest.raises(ValueError, match="background"):
+        reconstruct_recipes(a["mag"], a["phase"], TE, recipes={"x": {"background": "sharp"}}, **kw)
+    with pytest.raises(ValueError, match="recipes"):
+        reconstruct_recipes(a["mag"], a["phase"], TE, recipes={}, **kw)
+    with pytest.raises(ValueError, match="fit_options"):
+        reconstruct_recipes(a["mag"], a["phase"], TE, recipes={"x": {"fit_options": {}}}, **kw)
+
+
+def test_default_brain_mask_when_none_is_given(acquisition):
+    """Without a mask, reconstruct_megre uses brain_mask of the echo RSS, which here is the head."""
+    a = acquisition
+    out = reconstruct_megre(a["mag"], a["phase"], TE, voxel_size_mm=VS, method="tkd", progress=False)
+    assert out["parameters"]["mask"].startswith("brain_mask")
+    np.testing.assert_array_equal(out["brain_mask"], brain_mask(combine_magnitude(a["mag"]), voxel_size=VS))
+    x, y, z = np.meshgrid(*[np.arange(N) - N / 2 + 0.5] * 3, indexing="ij")
+    head = (x / 23) ** 2 + (y / 23) ** 2 + (z / 23) ** 2 <= 1
+    bm = out["brain_mask"]
+    assert np.all(head[bm]) and bm.sum() > 0.9 * head.sum()

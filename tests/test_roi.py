@@ -328,6 +328,26 @@ def test_nan_voxels_are_ignored_and_all_nan_voi_is_empty(phantom, measured):
         roi.thalamic_susceptibility(nib.Nifti1Image(chi, phantom["affine"]), phantom["seg"])
 
 
+def test_zeros_outside_the_brain_mask_are_ignored_when_the_mask_is_given(phantom, measured):
+    """QSM derivatives hold 0 (not NaN) outside their mask: with the mask, those zeros are ignored."""
+    chi = np.asarray(phantom["chi"].dataobj).copy()
+    cut = (phantom["labels"] == 10) & (phantom["xyz"][..., 2] > 8)   # part of the left thalamus
+    chi[cut] = 0.0
+    img = nib.Nifti1Image(chi, phantom["affine"])
+    # without the mask the zeros enter the VOI (vein exclusion would hide some of them as outliers)
+    biased = roi.thalamic_susceptibility(img, phantom["seg"], exclude_veins=False)
+    assert biased["n_voxels_before_exclusion"] == measured["n_voxels_before_exclusion"]
+    assert abs(biased["left_thalamus_ppb"] - CHI_THAL * 1000) > 5.0
+    mask = nib.Nifti1Image((~cut).astype(np.uint8), phantom["affine"])
+    res = roi.thalamic_susceptibility(img, phantom["seg"], brain_mask_img=mask)
+    assert res["n_voxels_before_exclusion"] == measured["n_voxels_before_exclusion"] - int(cut.sum())
+    assert res["left_thalamus_ppb"] == pytest.approx(CHI_THAL * 1000, abs=0.7)
+    assert res["thalamus_ppb"] == pytest.approx(CHI_THAL * 1000, abs=0.5)
+    with pytest.raises(ValueError, match="brain_mask_img"):
+        roi.thalamic_susceptibility(img, phantom["seg"],
+                                    brain_mask_img=nib.Nifti1Image(np.ones((3, 3, 3, 2)), phantom["affine"]))
+
+
 # --------------------------------------------------------------------------- lesions and rows
 
 def test_lesion_volume_ml_exact():

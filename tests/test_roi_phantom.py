@@ -4,8 +4,9 @@ The phantom's aseg labels the internal cerebral veins and basal veins of Rosenth
 thalami as thalamus (as FreeSurfer would from a T1); the veins are +450 ppb, the thalamus +40 ppb
 relative to CSF. On the true χ map, vein exclusion must recover the truth and the VOI without it
 must be biased. The reconstructed-map tests (slow) show the same on a χ map from a simulated
-acquisition, and record the issue's acceptance target (within 3 ppb), which the V-SHARP
-reconstruction does not meet yet (see notebook 03-roi-extraction).
+acquisition with the default recipe of ``reconstruct_phantom`` (PDF, MEDI+0 with SMV 5 mm and
+MERIT, λ 2000), and check the issue's acceptance target (within 3 ppb) for a second seed and
+thalamic χ too; the former V-SHARP + MEDI default missed it (−4.1 ppb).
 """
 
 import numpy as np
@@ -69,7 +70,19 @@ def test_vein_exclusion_on_reconstructed_map(reconstructed_table):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="V-SHARP background removal lowers the thalamic contrast of the "
-                   "2 mm phantom by about 3 ppb (about -4 ppb in all); see notebook 03-roi-extraction")
 def test_reconstructed_map_within_3_ppb(reconstructed_table):
+    # measured -1.50 ppb (toolbox lambda 1000: -2.46; former V-SHARP + MEDI default: -4.13)
     assert abs(reconstructed_table.loc[True, "error_ppb"]) <= 3.0
+    assert abs(reconstructed_table.loc[True, "error_ppb"]) <= 2.0     # the imaging cohort's margin
+
+
+@pytest.mark.slow
+def test_within_3_ppb_for_another_seed_and_thalamic_chi():
+    """Not tuned to one phantom: seed 2 with a thalamus of +60 ppb (measured -1.6 ppb)."""
+    ph = make_head_phantom(resolution_mm=2.0, seed=2, thalamus_chi_ppm=0.06)
+    chi_rec, rec, _ = ps.reconstruct_phantom(ph, snr=100.0, seed=2)
+    assert rec["parameters"]["method"] == "MEDI+0" and rec["parameters"]["background"] == "pdf"
+    table, _ = ps.phantom_roi_table({"reconstructed": chi_rec}, ph)
+    row = table[table["exclude_veins"]].iloc[0]
+    assert row["true_relative_ppb"] == pytest.approx(60.0, abs=1e-3)
+    assert abs(row["error_ppb"]) <= 3.0

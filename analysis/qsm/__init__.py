@@ -7,7 +7,8 @@ Data flow (one function per arrow; shapes (X, Y, Z[, E]), χ and fields in ppm):
         --brain_mask--> mask --pdf / vsharp--> local field (ppm)
         --medi / tkd--> χ (ppm)
 
-:func:`reconstruct_megre` chains them. Conventions (units, kernel, axes) are in
+:func:`reconstruct_megre` chains them; :func:`reconstruct_recipes` runs several background removals
+and inversions on one fitted field. Conventions (units, kernel, axes) are in
 :mod:`analysis.qsm.kernels`; MEDI's parameters and the meaning of λ in :mod:`analysis.qsm.dipole`.
 """
 
@@ -33,7 +34,7 @@ from .kernels import (
     sphere_kernel,
 )
 from .mask import brain_mask, csf_mask_from_r2star, erode_mm
-from .pipeline import reconstruct_megre
+from .pipeline import WHOLE_BRAIN_RECIPE, reconstruct_megre, reconstruct_recipes
 from .unwrap import unwrap_laplacian, unwrap_path, wrap
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "DEFAULT_DELTA_TE_S",
     "FieldFit",
     "GAMMA_HZ_PER_T",
+    "WHOLE_BRAIN_RECIPE",
     "b0_direction_from_affine",
     "brain_mask",
     "combine_magnitude",
@@ -60,6 +62,7 @@ __all__ = [
     "rad_to_hz",
     "rad_to_ppm",
     "reconstruct_megre",
+    "reconstruct_recipes",
     "smv",
     "sphere_kernel",
     "tkd",

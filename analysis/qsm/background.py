@@ -19,6 +19,8 @@ All functions are linear in the field, so ppm, Hz or radians in give the same un
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.fft as sfft
 from tqdm.auto import tqdm
@@ -86,6 +88,44 @@ def smv(x, *, radius_mm, voxel_size=(1.0, 1.0, 1.0), pad=None, workers=None):
     return crop_array(convolve(xp, s, workers=workers), sl)
 
 
+#: Largest PDF weight relative to the median weight of the mask (noise floored at 1e-3 × its median).
+_MAX_RELATIVE_WEIGHT = 1e3
+
+
+def _pdf_weights(noise_std, shape, mask):
+    """PDF's data weights, normalised to median 1 in the mask, and the noise level that sets CG's stop.
+
+    Returns ``(w, sigma)``: ``w`` (float32) ∝ ``1/noise_std`` in the mask, 0 outside; ``sigma``
+    the median noise (field units), ``None`` without ``noise_std`` (level unknown) or ``0.0`` for
+    noise-free data. Only relative weights change PDF's solution; normalising them (instead of
+    using ``1/noise_std`` as is) keeps float32 arithmetic in range when the noise is tiny
+    (1/σ² overflows for σ ≲ 1e-19, and loses precision long before). Non-finite noise
+    (unusable voxels) gets weight 0; noise below 1e-3 × the median — zero included: a voxel whose
+    echoes the fit explained exactly — is floored there, the most reliable voxels. A median of 0
+    (noise-free data: :func:`analysis.qsm.fit_field_complex` reports 0 where the residual is at
+    round-off) gives uniform weights, with a warning.
+    """
+    if noise_std is None:
+        return mask.astype(np.float32), None
+    n = np.asarray(noise_std, dtype=np.float64)
+    if n.shape != shape:
+        raise ValueError(f"noise_std shape {n.shape} does not match total_field shape {shape}")
+    nm = n[mask]
+    if np.any(nm < 0):
+        raise ValueError("noise_std must not be negative inside the mask (it is a standard deviation)")
+    finite = np.isfinite(nm)
+    if not finite.any():
+        raise ValueError("noise_std is not finite anywhere in the mask")
+    usable = mask & np.isfinite(n)
+    sigma = float(np.median(nm[finite]))
+    if sigma == 0.0:
+        warnings.warn("PDF: noise_std is zero in most of the mask (noise-free data?); using uniform "
+                      "weights and running max_iter CG iterations", RuntimeWarning, stacklevel=3)
+        return usable.astype(np.float32), 0.0
+    rel = np.maximum(np.where(usable, n, 1.0) / sigma, 1.0 / _MAX_RELATIVE_WEIGHT)
+    return np.where(usable, 1.0 / rel, 0.0).astype(np.float32), sigma
+
+
 def pdf(total_field, mask, *, voxel_size, noise_std=None, b0_direction=(0.0, 0.0, 1.0), tol=0.1, max_iter=30,
         pad=20, progress=False, workers=None, return_background=False):
     """Projection onto dipole fields (PDF) background removal.
@@ -104,7 +144,12 @@ def pdf(total_field, mask, *, voxel_size, noise_std=None, b0_direction=(0.0, 0.0
         Voxel size (mm).
     noise_std : ndarray, shape (X, Y, Z), optional
         Noise standard deviation of the field, **in the unit of** ``total_field``: weights are
-        ``W = 1/noise_std`` and it sets the stopping level. Default: uniform weights.
+        ``W = 1/noise_std`` and it sets the stopping level. Default: uniform weights. Voxels
+        with non-finite noise get weight 0; noise is floored at 1e-3 × its median in the mask
+        (zero noise included), so no weight exceeds 1000 × the median weight; if it is zero in
+        most of the mask (noise-free data) the weights are uniform, CG runs ``max_iter``
+        iterations (the noise level that sets the stopping rule is zero) and a
+        ``RuntimeWarning`` says so.
     b0_direction : tuple of 3 float
         B0 direction in voxel axes.
     tol : float
@@ -143,17 +188,7 @@ def pdf(total_field, mask, *, voxel_size, noise_std=None, b0_direction=(0.0, 0.0
     if int(pad) < 0:
         raise ValueError(f"pad must be >= 0, got {pad!r}")
     workers = FFT_WORKERS if workers is None else workers
-    if noise_std is None:
-        wt = m.astype(np.float32)
-    else:
-        n = np.asarray(noise_std, dtype=np.float64)
-        if n.shape != f.shape:
-            raise ValueError(f"noise_std shape {n.shape} does not match total_field shape {f.shape}")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            wt = np.where(m & np.isfinite(n) & (n > 0), 1.0 / n, 0.0)
-        if not np.any(wt > 0):
-            raise ValueError("noise_std is not positive and finite anywhere in the mask")
-        wt = wt.astype(np.float32)
+    wt, sigma = _pdf_weights(noise_std, f.shape, m)
     box = mask_bounding_box(m)
     shp = fast_shape(tuple(s.stop - s.start for s in box), pad=int(pad))
     mp, sl = pad_array(m[box], shp, dtype=bool)
@@ -173,13 +208,16 @@ def pdf(total_field, mask, *, voxel_size, noise_std=None, b0_direction=(0.0, 0.0
 
     b = dconv(w2 * fp)
     b[mp] = 0.0
-    if noise_std is None:
+    if sigma is None:  # noise level unknown: relative to the initial residual
         stop = tol * float(np.linalg.norm(b))
-    else:  # the toolbox's criterion: residual below tol x the field of the noise level
+    else:
+        # the toolbox's criterion, ‖r‖ < tol ‖(1−M) D W‖ with W = 1/N_std, written for the
+        # normalised weights W' = σ W (σ the median noise): ‖r'‖ < tol σ ‖(1−M) D W'‖; σ = 0
+        # (noise-free) runs max_iter iterations
         wp, _ = pad_array(wt[box], shp)
         e_noise = dconv(wp)
         e_noise[mp] = 0.0
-        stop = tol * float(np.linalg.norm(e_noise))
+        stop = tol * sigma * float(np.linalg.norm(e_noise))
         del wp, e_noise
     x = np.zeros(shp, np.float32)
     r = b.copy()

@@ -372,6 +372,12 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
     mp, sl = pad_array(m[box], shp, dtype=bool)
     phi, _ = pad_array(np.where(m, f, 0.0)[box] * scale, shp)  # rad per ΔTE
     magp, _ = pad_array(np.where(m, mag, 0.0)[box], shp)
+    if noise is not None:
+        # only relative noise matters: scale it to median 1 inside the mask (and 1 outside), so
+        # that the result does not depend on its unit — the float32 SMV filtering of N_std² below
+        # has a round-off of ~1e-7 × its largest value, which swamped noise given in ppm (~1e-4)
+        # next to the padding's 1.0
+        noise = noise / float(np.median(noise[m]))
     noisep = None if noise is None else pad_array(np.where(m, noise, 1.0)[box], shp, dtype=np.float64)[0]
     csfp = None if csf is None else pad_array(csf[box], shp, dtype=bool)[0]
     d = dipole_kernel(shp, voxel_size=vs, b0_direction=b0)

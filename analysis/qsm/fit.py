@@ -138,7 +138,9 @@ def fit_field_complex(signal, echo_times_s, *, mask=None, max_iter=30, reltol=1e
     temporal unwrapping used by the toolbox. The standard deviation of ω·ΔTE is
     ``sqrt(σ̂² [(JᵀJ)⁻¹]_ωω)·ΔTE`` with ``JᵀJ = Σ|S_n|² [[1, t_n], [t_n, t_n²]]`` and the residual
     variance ``σ̂² = Σ|r_n|² / (E − 2)`` (one real degree of freedom per echo, the phase, minus
-    two parameters). With only two echoes σ̂ cannot be estimated and is taken as 1, so the map is
+    two parameters). With three or more echoes, where the relative residual is below
+    :data:`NOISE_FREE_RESIDUAL` (1e-5, float32 round-off: noise-free data) the noise is reported
+    as 0. With only two echoes σ̂ cannot be estimated and is taken as 1, so the map is
     then only *relative* (which is all PDF and MEDI use: they normalise their weights).
     """
     s = np.asarray(signal)
@@ -187,6 +189,10 @@ def fit_field_complex(signal, echo_times_s, *, mask=None, max_iter=30, reltol=1e
     field = np.angle(np.exp(1j * p1))
     noise = np.sqrt(var_p1)
     noise = np.where(np.isfinite(noise), noise, np.nanmax(noise[np.isfinite(noise)], initial=np.pi))
+    if n_echo > 2:  # (two echoes are always fitted exactly: their map is relative, σ̂ = 1)
+        # a residual at float32 round-off is no noise estimate (noise-free data): report 0 there,
+        # which PDF and MEDI read as "uniform weights" instead of weights made of round-off
+        noise = np.where(resid < NOISE_FREE_RESIDUAL, 0.0, noise)
     return FieldFit(
         field_rad=scatter(field),
         noise_std_rad=scatter(noise),
@@ -198,6 +204,10 @@ def fit_field_complex(signal, echo_times_s, *, mask=None, max_iter=30, reltol=1e
 
 
 _BLOCK = 1 << 18  # voxels per block: bounds the memory of the fit to ~100 MB
+#: Relative fit residual ``sqrt(Σ|r_n|² / Σ|S_n|²)`` below which a voxel counts as noise-free and
+#: its ``noise_std_rad`` is 0: about 100 × the float32 round-off of the fit (an SNR near 10⁵, far
+#: above any acquisition; noise-free simulations reach ~1e-7).
+NOISE_FREE_RESIDUAL = 1e-5
 
 
 def _fit_block(y, tau, max_iter, reltol):
