@@ -446,7 +446,7 @@ def _reconstruct(phantom, seed, settings, scratch):
         opts["csf_mask"] = np.isin(phantom.labels, (4, 43))
     if settings.background == "pdf" and settings.method in ("medi", "medi0"):   # as reconstruct_phantom
         opts.update(smv_radius_mm=5.0, merit=True)
-    run_qsm(bids_dir, qsm_dir, participant_label=label, method=settings.method, lambda_=settings.lambda_,
+    run_qsm(bids_dir, qsm_dir, participant_label=label, recipe="plain", method=settings.method, lambda_=settings.lambda_,
             brain_mask_dir=bids_dir / "derivatives" / "truth", save_fields=False, progress=False, **opts)
     anat = qsm_dir / f"sub-{label}" / "anat"
     chi = np.asarray(nib.load(str(anat / f"sub-{label}_Chimap.nii.gz")).dataobj, dtype=np.float32)

@@ -1,6 +1,6 @@
 """Command line for the imaging half: ``python -m analysis qsm …`` and ``python -m analysis phantom …``.
 
-``qsm BIDS_DIR OUT_DIR [--participant-label L ...] [--method medi|medi0|tkd] [--lambda 1000]``
+``qsm BIDS_DIR OUT_DIR [--participant-label L ...] [--recipe whole-brain|plain] [--method …] [--lambda …]``
     Reconstruct every MEGRE series of a BIDS dataset (:func:`analysis.bids.find_megre`) with
     :func:`analysis.qsm.pipeline.reconstruct_megre` and write BIDS derivatives
     ``OUT_DIR/sub-<L>/anat/sub-<L>_Chimap.nii.gz`` (ppm), ``…_desc-brain_mask.nii.gz`` and a
@@ -8,6 +8,10 @@
     and expressed in voxel axes from each image's affine
     (:func:`analysis.qsm.kernels.b0_direction_from_affine`): right for data in scanner space,
     as converted from DICOM; images resampled to a template space lose that information.
+    The default recipe is the MEDI toolbox's whole-brain one (:data:`RECIPES`): PDF, MEDI+0
+    (CSF mask from R2*), SMV 5 mm, MERIT, λ 1000; ``--recipe plain`` is PDF + MEDI alone. Any
+    option given explicitly (``--method``, ``--background``, ``--lambda``, ``--smv-radius``,
+    ``--[no-]merit``) overrides the recipe's value.
 
 ``phantom OUT_BIDS_DIR [--subject 01] [--resolution 2] [--snr 100] …``
     Simulate the numerical head phantom's acquisition and write it as a BIDS dataset with its
@@ -19,6 +23,7 @@ Both commands raise ``ValueError`` on bad input; ``analysis.__main__`` prints it
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from pathlib import Path
@@ -28,10 +33,67 @@ from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["add_parser", "run_phantom", "run_qsm"]
+__all__ = ["RECIPES", "add_parser", "resolve_recipe", "run_phantom", "run_qsm"]
 
 _REQUIRED_KEYS = ("chi_ppm", "mask")
 _METHOD_NAMES = {"medi": "MEDI", "medi0": "MEDI+0", "tkd": "TKD"}
+
+#: Named sets of :func:`analysis.qsm.pipeline.reconstruct_megre` keywords for ``--recipe``.
+#: ``whole-brain`` is the toolbox's ``MEDI_full_process`` (= ``WHOLE_BRAIN_RECIPE``): on the
+#: 2 mm phantom (notebook 01) it is the most accurate of the recipes compared there; ``plain``
+#: is PDF + MEDI with the toolbox's ``MEDI_L1`` defaults, which leaves errors at the brain edge.
+RECIPES = {
+    "whole-brain": {"background": "pdf", "method": "medi0", "lambda_": 1000.0, "smv_radius_mm": 5.0,
+                    "merit": True},
+    "plain": {"background": "pdf", "method": "medi", "lambda_": 1000.0},
+}
+#: Options only MEDI understands: a recipe's values are dropped when the method is TKD.
+_MEDI_ONLY = ("smv_radius_mm", "merit", "lambda_csf", "percentage", "max_iter", "cg_max_iter", "cg_tol", "tol")
+
+
+def resolve_recipe(recipe="whole-brain", **explicit):
+    """The reconstruction keywords of a named recipe with explicit choices laid over it.
+
+    Parameters
+    ----------
+    recipe : {"whole-brain", "plain"}
+        Name in :data:`RECIPES`.
+    **explicit
+        ``method``, ``lambda_``, ``background`` or any other keyword of
+        :func:`analysis.qsm.pipeline.reconstruct_megre`; ``None`` means "the recipe's".
+
+    Returns
+    -------
+    dict
+        Keywords for ``reconstruct_megre`` (``method`` and ``lambda_`` always present). A
+        recipe's MEDI-only options (SMV radius, MERIT, …) are left out when the method is
+        ``"tkd"``; given explicitly with TKD they are kept (and the inversion rejects them).
+        ``smv_radius_mm=0`` removes the SMV step.
+
+    Raises
+    ------
+    ValueError
+        Unknown recipe or method, or a non-positive ``lambda_``.
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {recipe!r}")
+    base = dict(RECIPES[recipe])
+    given = {k: v for k, v in explicit.items() if v is not None}
+    settings = {**base, **given}
+    settings["method"] = str(settings["method"]).lower()
+    if settings["method"] not in _METHOD_NAMES:
+        raise ValueError(f"method must be one of {sorted(_METHOD_NAMES)}, got {settings['method']!r}")
+    lam = settings["lambda_"]
+    if not np.isfinite(lam) or lam <= 0:
+        raise ValueError(f"lambda must be positive, got {lam!r}")
+    settings["lambda_"] = float(lam)
+    if settings.get("smv_radius_mm") == 0:        # "0 = none": switches a recipe's SMV off
+        settings.pop("smv_radius_mm")
+    if settings["method"] == "tkd":
+        for key in _MEDI_ONLY:
+            if key in base and key not in given:
+                settings.pop(key)
+    return settings
 
 
 def _get_reconstructor():
@@ -58,8 +120,8 @@ def _jsonable(d):
     return out
 
 
-def run_qsm(bids_dir, out_dir, *, participant_label=None, method="medi", lambda_=1000.0, b0_tesla=None,
-            min_echoes=2, brain_mask_dir=None, save_fields=True, progress=True, **options):
+def run_qsm(bids_dir, out_dir, *, participant_label=None, recipe="whole-brain", method=None, lambda_=None,
+            b0_tesla=None, min_echoes=2, brain_mask_dir=None, save_fields=True, progress=True, **options):
     """Reconstruct χ maps for every MEGRE series of a BIDS dataset and write derivatives.
 
     Parameters
@@ -69,10 +131,15 @@ def run_qsm(bids_dir, out_dir, *, participant_label=None, method="medi", lambda_
         input files are never overwritten).
     participant_label : str or list of str, optional
         Only these participants.
-    method : {"medi", "medi0", "tkd"}
-        Dipole inversion (MEDI, MEDI+0 with CSF regularisation and zero reference, TKD).
-    lambda_ : float
-        MEDI regularisation weight (data term, field in radians; toolbox default 1000).
+    recipe : {"whole-brain", "plain"}
+        Named defaults (:data:`RECIPES`; see :func:`resolve_recipe`): the toolbox's whole-brain
+        recipe (PDF, MEDI+0, SMV 5 mm, MERIT, λ 1000) or PDF + plain MEDI.
+    method : {"medi", "medi0", "tkd"}, optional
+        Dipole inversion (MEDI, MEDI+0 with CSF regularisation and zero reference, TKD);
+        default: the recipe's.
+    lambda_ : float, optional
+        MEDI regularisation weight (data term, field in radians); default: the recipe's (1000,
+        the toolbox's).
     b0_tesla : float, optional
         Field strength for data whose sidecars lack ``MagneticFieldStrength``.
     min_echoes : int
@@ -86,7 +153,8 @@ def run_qsm(bids_dir, out_dir, *, participant_label=None, method="medi", lambda_
     progress : bool
         Progress bars (series, and the reconstruction's steps and iterations).
     **options
-        Passed on to ``reconstruct_megre``.
+        Passed on to ``reconstruct_megre`` over the recipe's values (``background``,
+        ``smv_radius_mm``, ``merit``, ``unwrap``, …; ``None`` keeps the recipe's).
 
     Returns
     -------
@@ -100,11 +168,11 @@ def run_qsm(bids_dir, out_dir, *, participant_label=None, method="medi", lambda_
     """
     from .bids import find_brain_mask, find_megre, load_megre, write_qsm_derivatives
 
-    method = str(method).lower()
-    if method not in _METHOD_NAMES:
-        raise ValueError(f"method must be one of {sorted(_METHOD_NAMES)}, got {method!r}")
-    if not np.isfinite(lambda_) or lambda_ <= 0:
-        raise ValueError(f"lambda must be positive, got {lambda_!r}")
+    settings = resolve_recipe(recipe, method=method, lambda_=lambda_, **options)
+    method, lambda_ = settings.pop("method"), settings.pop("lambda_")
+    options = settings
+    logger.info("recipe %s: method %s, lambda %g, %s", recipe, method, lambda_,
+                ", ".join(f"{k} {v}" for k, v in options.items() if not isinstance(v, (dict, np.ndarray))))
     bids_dir, out_dir = Path(bids_dir), Path(out_dir)
     if out_dir.resolve() == bids_dir.resolve():
         raise ValueError(f"OUT_DIR must differ from BIDS_DIR ({bids_dir}); e.g. {bids_dir / 'derivatives' / 'qsm'}")
@@ -126,7 +194,7 @@ def run_qsm(bids_dir, out_dir, *, participant_label=None, method="medi", lambda_
             missing = [k for k in _REQUIRED_KEYS if k not in res]
             if missing:
                 raise ValueError(f"reconstruct_megre returned no {missing} for {series.label}")
-            params = {"method": method, "lambda": float(lambda_), "b0_tesla": data.b0_tesla,
+            params = {"recipe": recipe, "method": method, "lambda": float(lambda_), "b0_tesla": data.b0_tesla,
                       "b0_direction_voxel_axes": list(data.b0_direction), "b0_direction_source": "affine (scanner z)",
                       "echo_times_s": [float(t) for t in data.echo_times_s], "voxel_size_mm": list(data.voxel_size_mm),
                       "brain_mask": "given (" + str(brain_mask_dir) + ")" if brain_mask_dir is not None else "computed",
@@ -172,12 +240,10 @@ def _setup_logging():
 
 def _cmd_qsm(args):
     _setup_logging()
-    extra = {k: v for k, v in (("unwrap", args.unwrap), ("background", args.background),
-                               ("smv_radius_mm", args.smv_radius)) if v is not None}
-    if args.merit:
-        extra["merit"] = True
+    extra = {"unwrap": args.unwrap, "background": args.background, "smv_radius_mm": args.smv_radius,
+             "merit": args.merit}
     res = run_qsm(args.bids_dir, args.out_dir, participant_label=args.participant_label or None,
-                  method=args.method, lambda_=args.lambda_, b0_tesla=args.b0_tesla, min_echoes=args.min_echoes,
+                  recipe=args.recipe, method=args.method, lambda_=args.lambda_, b0_tesla=args.b0_tesla, min_echoes=args.min_echoes,
                   brain_mask_dir=args.brain_mask_dir, save_fields=not args.no_fields, progress=not args.no_progress, **extra)
     for r in res:
         print(f"{r['series']}: wrote {len(r['files'])} files in {r['seconds']:.1f} s")
@@ -200,18 +266,22 @@ def add_parser(subparsers):
     p.add_argument("bids_dir", help="BIDS dataset with sub-*/anat/*_echo-<n>_part-{mag,phase}_MEGRE.nii[.gz]")
     p.add_argument("out_dir", help="output derivative dataset (e.g. BIDS_DIR/derivatives/qsm)")
     p.add_argument("--participant-label", nargs="+", metavar="L", help="only these participants (with or without sub-)")
-    p.add_argument("--method", choices=tuple(_METHOD_NAMES), default="medi",
-                   help="dipole inversion: medi, medi0 (MEDI+0, CSF-referenced) or tkd (default: medi)")
+    p.add_argument("--recipe", choices=tuple(RECIPES), default="whole-brain",
+                   help="named defaults: whole-brain = the MEDI toolbox's MEDI_full_process (PDF, MEDI+0 with "
+                        "an R2* CSF mask, SMV 5 mm, MERIT, lambda 1000); plain = PDF + MEDI. The options "
+                        "below override the recipe's values (default: whole-brain)")
+    p.add_argument("--method", choices=tuple(_METHOD_NAMES), default=None,
+                   help="dipole inversion: medi, medi0 (MEDI+0, CSF-referenced) or tkd (default: the recipe's)")
     p.add_argument("--unwrap", choices=("laplacian", "path"), default=None, help="phase unwrapping (default: the pipeline's)")
     p.add_argument("--background", choices=("pdf", "vsharp"), default=None,
                    help="background field removal (default: the pipeline's)")
-    p.add_argument("--lambda", dest="lambda_", type=float, default=1000.0,
-                   help="MEDI regularisation weight on the data term (default 1000, field in radians)")
+    p.add_argument("--lambda", dest="lambda_", type=float, default=None,
+                   help="MEDI regularisation weight on the data term (field in radians; default: the recipe's, 1000)")
     p.add_argument("--smv-radius", type=float, default=None, metavar="MM",
                    help="MEDI: SMV high-pass of field and kernel with this radius (mm), mask eroded by it "
-                        "(the toolbox's 'smv'; its whole-brain recipe is --background pdf --method medi0 "
-                        "--smv-radius 5 --merit)")
-    p.add_argument("--merit", action="store_true", help="MEDI: MERIT reweighting of voxels with large residuals")
+                        "(the toolbox's 'smv'; 0 = none; default: the recipe's, 5 for whole-brain)")
+    p.add_argument("--merit", action=argparse.BooleanOptionalAction, default=None,
+                   help="MEDI: MERIT reweighting of voxels with large residuals (default: the recipe's)")
     p.add_argument("--b0-tesla", type=float, default=None,
                    help="field strength (T) if the sidecars lack MagneticFieldStrength")
     p.add_argument("--min-echoes", type=int, default=2, help="fewest echoes accepted per series (default 2)")

@@ -111,9 +111,11 @@ def reconstruct_megre(magnitude, phase, echo_times_s, *, voxel_size_mm, b0_tesla
     data the fit's noise map is 0 and PDF and MEDI use uniform weights (PDF warns).
     Plain MEDI after PDF leaves errors at the brain boundary: PDF also removes the part of the
     brain's own field that looks harmonic, and the inversion turns harmonic residuals into
-    boundary artefacts. On the 2 mm head phantom (SNR 100, PDF) the CSF-referenced NRMSE over
-    the brain mask was 99 % for plain MEDI, 86 % for TKD, 20 % with ``smv_radius_mm=5`` and 18 %
-    with the full recipe (over the mask eroded by 5 mm: 35 %, 58 %, 20 %, 18 %).
+    boundary artefacts. On the 2 mm head phantom (SNR 100, PDF, mask computed from the
+    magnitude) the NRMSE against the truth, both referenced to the lateral ventricles, over the
+    brain within the recipe's eroded mask was 53 % for plain MEDI and 16.7 % for the whole-brain
+    recipe (thalamus −5.6 vs −1.0 ppb); notebook 01 (``results/tables/qsm_accuracy.csv``)
+    compares the recipes, V-SHARP and TKD in more detail.
 
     Returns
     -------
