@@ -324,19 +324,19 @@ def bland_altman_plot(ax, measured, reference, *, stats_=None, x_axis="mean", un
     u = f" ({unit})" if unit else ""
     ax.scatter(xs, x - y, s=18, color=color, alpha=0.8, edgecolor="none")
     level = round(100 * (1 - s["alpha"]))
+    # the lines are labelled in the right margin, where they cannot hide points
     for val, lo, hi, style, label in (
             (s["bias"], s["bias_ci_low"], s["bias_ci_high"], "-", f"bias {s['bias']:+.3g}"),
             (s["loa_low"], s["loa_low_ci_low"], s["loa_low_ci_high"], "--", f"LoA {s['loa_low']:.3g}"),
             (s["loa_high"], s["loa_high_ci_low"], s["loa_high_ci_high"], "--", f"LoA {s['loa_high']:.3g}")):
         ax.axhline(val, color="k", linestyle=style, linewidth=1, label=label)
         ax.axhspan(lo, hi, color="0.5", alpha=0.15, linewidth=0)
+        ax.text(1.01, val, label, transform=ax.get_yaxis_transform(), va="center", ha="left", fontsize="small")
     ax.axhline(0.0, color="0.6", linewidth=0.6, linestyle=":")
     ax.set_xlabel(("mean of measured and reference" if x_axis == "mean" else "reference") + u)
     ax.set_ylabel("measured − reference" + u)
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize="small", loc="best", title=f"n = {s['n']}, {level} % CI shaded",
-              title_fontsize="small", frameon=False)
+    note = f"n = {s['n']}, {level} % CI shaded"
+    ax.set_title(f"{title}\n({note})" if title else note, fontsize="medium" if title else "small")
     return ax
 
 

@@ -199,6 +199,12 @@ def test_plots_draw():
     ag.agreement_scatter(a2, meas, ref, unit="ppb", icc_=ag.icc(np.column_stack([meas, ref])))
     assert len(a1.collections) == 1 and len(a1.lines) == 4     # points; bias, 2 LoA, zero
     assert a1.get_ylabel() == "measured − reference (ppb)"
+    s = ag.bland_altman(meas, ref)
+    labels = {t.get_text(): t.get_position()[1] for t in a1.texts}   # in the right margin, at their lines
+    assert labels[f"bias {s['bias']:+.3g}"] == pytest.approx(s["bias"])
+    assert labels[f"LoA {s['loa_high']:.3g}"] == pytest.approx(s["loa_high"])
+    assert all(t.get_position()[0] > 1 for t in a1.texts) and a1.get_legend() is None
+    assert "n = 20, 95 % CI shaded" in a1.get_title()
     plt.close(fig)
     with pytest.raises(ValueError, match="x_axis"):
         ag.bland_altman_plot(a1, meas, ref, x_axis="difference")
