@@ -5,6 +5,8 @@ Commands
 run      execute the notebooks in order with papermill (what ``make all`` calls)
 cohort   regenerate the synthetic cohort CSV from its fixed seed
 qsm      reconstruct susceptibility maps from a BIDS dataset (see ``python -m analysis qsm -h``)
+phantom  simulate the head phantom's multi-echo GRE as a BIDS dataset
+measure  FreeSurfer stats + thalamic susceptibility + lesion volume per subject -> cohort CSV
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ def build_parser():
         from .qsm_cli import add_parser as _add_qsm
 
         _add_qsm(sub)
+    from .measure import add_parser as _add_measure
+
+    _add_measure(sub)
     return parser
 
 
