@@ -53,6 +53,21 @@ def write_text(path, text):
     return Path(path)
 
 
+def json_default(o):
+    """``default=`` for :func:`json.dumps`: NumPy scalars and arrays, and paths, as plain JSON."""
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
 def write_csv(df, path, **kwargs):
     """Write a DataFrame to CSV atomically (no index unless asked) and return the path."""
     kwargs.setdefault("index", False)

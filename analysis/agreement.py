@@ -209,15 +209,12 @@ def icc(ratings, *, kind="A,1", alpha=0.05):
     msr, msc, mse, msw = a["ms_rows"], a["ms_cols"], a["ms_error"], a["ms_within"]
     single = kind[0] + ",1"
     with np.errstate(divide="ignore", invalid="ignore"):
-        if single == "1,1":
-            rho = (msr - msw) / (msr + (k - 1) * msw)
-            f, df1, df2 = msr / msw, a["df_rows"], a["df_within"]
-            f_lo = f / stats.f.ppf(1 - alpha / 2, df1, df2)
-            f_hi = f * stats.f.ppf(1 - alpha / 2, df2, df1)
-            lo, hi = (f_lo - 1) / (f_lo + k - 1), (f_hi - 1) / (f_hi + k - 1)
-        elif single == "C,1":
-            rho = (msr - mse) / (msr + (k - 1) * mse)
-            f, df1, df2 = msr / mse, a["df_rows"], a["df_error"]
+        if single in ("1,1", "C,1"):
+            # one-way (1,1) or consistency (C,1): ratio of the rows' mean square to the within
+            # or error mean square, with its exact F interval
+            ms = msw if single == "1,1" else mse
+            rho = (msr - ms) / (msr + (k - 1) * ms)
+            f, df1, df2 = msr / ms, a["df_rows"], a["df_within" if single == "1,1" else "df_error"]
             f_lo = f / stats.f.ppf(1 - alpha / 2, df1, df2)
             f_hi = f * stats.f.ppf(1 - alpha / 2, df2, df1)
             lo, hi = (f_lo - 1) / (f_lo + k - 1), (f_hi - 1) / (f_hi + k - 1)

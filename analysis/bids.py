@@ -37,7 +37,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ._io import atomic_path, ensure_not_input, write_text
+from ._io import atomic_path, ensure_not_input, json_default, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -104,19 +104,7 @@ def _clean_label(label, what="participant label"):
 
 
 def _write_json(path, obj):
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
 def _save_nifti(data, affine, path, *, dtype=None, xyzt=("mm", "sec")):

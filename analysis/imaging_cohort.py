@@ -87,7 +87,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._io import write_text
+from ._io import json_default, write_text
 from .cohort import COLUMN_NAMES, DEFAULT_SEED, validate_cohort
 
 logger = logging.getLogger(__name__)
@@ -576,18 +576,6 @@ def measure_cohort_subject(row, settings, *, index):
 # Driver
 # ---------------------------------------------------------------------------------------------
 
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
 def _result_path(work_dir, subject_id):
     return Path(work_dir) / WORK_SUBDIR / f"{subject_id}.json"
 
@@ -597,7 +585,7 @@ def _write_result(work_dir, result, settings):
            "simulated": True,
            "note": "simulated head phantom (analysis.imaging_cohort), not a patient"}
     return write_text(_result_path(work_dir, result["subject_id"]),
-                      json.dumps(doc, indent=1, default=_json_default, allow_nan=True) + "\n")
+                      json.dumps(doc, indent=1, default=json_default, allow_nan=True) + "\n")
 
 
 def _read_result(path):

@@ -137,18 +137,17 @@ def find_chimaps(qsm_dir, participant_label=None, *, session=None):
 
 
 def _check_template(template, what):
-    if template is None:
-        return None
+    """Raise on an unknown placeholder; return the set of placeholders used."""
     names = {f for _, f, _, _ in string.Formatter().parse(str(template)) if f is not None}
     bad = names - _PLACEHOLDERS
     if bad:
         raise ValueError(f"{what} template {template!r} has unknown placeholder(s) {sorted(bad)}; "
                          f"use {{subject}} (sub-01) or {{label}} (01)")
-    return str(template), bool(names & _PLACEHOLDERS)
+    return names
 
 
 def _fill(template, series):
-    return Path(template.format(subject=series.subject_id, label=series.label))
+    return Path(str(template).format(subject=series.subject_id, label=series.label))
 
 
 def _freesurfer_dir(subjects_dir, template, series):
@@ -206,30 +205,32 @@ def measure_dataset(qsm_dir, subjects_dir, *, lesion_mask, aseg=None, freesurfer
 
     if lesion_mask is None:
         raise ValueError("lesion_mask template is required (the cohort needs the T2 lesion volume)")
-    lesion_t, lesion_per_subject = _check_template(lesion_mask, "lesion mask")
-    aseg_t = _check_template(aseg, "aseg")
-    fs_t = _check_template(freesurfer_subject, "FreeSurfer subject")
+    lesion_per_subject = bool(_check_template(lesion_mask, "lesion mask"))
+    for template, what in ((aseg, "aseg"), (freesurfer_subject, "FreeSurfer subject")):
+        if template is not None:
+            _check_template(template, what)
     subjects_dir = Path(subjects_dir)
     if not subjects_dir.is_dir():
         raise ValueError(f"FreeSurfer subjects folder {subjects_dir} does not exist")
     series_list = find_chimaps(qsm_dir, participant_label, session=session)
     if len(series_list) > 1 and not lesion_per_subject:
-        raise ValueError(f"lesion mask template {lesion_t!r} names one file for all {len(series_list)} subjects; "
+        raise ValueError(f"lesion mask template {lesion_mask!r} names one file for all {len(series_list)} subjects; "
                          "put {subject} or {label} in it")
     rows, failures = [], []
     bar = tqdm(series_list, desc="measuring", unit="subject", disable=not progress)
     for series in bar:
         bar.set_postfix_str(series.subject_id)
         try:
-            fs_dir = _freesurfer_dir(subjects_dir, fs_t[0] if fs_t else None, series)
+            fs_dir = _freesurfer_dir(subjects_dir, freesurfer_subject, series)
             stats = read_subject_stats(fs_dir)
-            seg_path = _fill(aseg_t[0], series) if aseg_t else None
-            if seg_path is not None and not seg_path.is_file():
-                raise ValueError(f"registered segmentation {seg_path} does not exist")
-            if seg_path is None:
+            if aseg is None:
                 seg_path = find_segmentation(fs_dir)
+            else:
+                seg_path = _fill(aseg, series)
+                if not seg_path.is_file():
+                    raise ValueError(f"registered segmentation {seg_path} does not exist")
             seg = load_aseg(seg_path)
-            les_path = _fill(lesion_t, series)
+            les_path = _fill(lesion_mask, series)
             if not les_path.is_file():
                 raise ValueError(f"lesion mask {les_path} does not exist")
             sus = thalamic_susceptibility(str(series.chimap), seg, brain_mask_img=(

@@ -243,9 +243,12 @@ def figure_field_map(fitted_field_rad, total_field_ppm, brain_mask, magnitude, a
     return fig
 
 
-def _named_maps(maps, shape, what):
+def _named_maps(maps, what):
+    """``{name: (array, mask)}`` checked to be 3-D of one shape (the first entry's); returns it and the shape."""
     if not isinstance(maps, Mapping) or not maps:
         raise ValueError(f"{what} must be a non-empty mapping of name to (array, mask)")
+    first = next(iter(maps.values()))
+    shape = np.shape(first[0] if isinstance(first, tuple) else first)
     out = {}
     for name, value in maps.items():
         if isinstance(value, tuple) and len(value) == 2:
@@ -255,7 +258,7 @@ def _named_maps(maps, shape, what):
         d = _check_3d(f"{what}[{name!r}]", data, shape)
         mk = np.isfinite(d) if mask is None else _check_3d(f"mask of {what}[{name!r}]", mask, shape).astype(bool)
         out[str(name)] = (d, mk)
-    return out
+    return out, shape
 
 
 def figure_local_fields(local_fields, affine, *, true_local_ppm=None, true_mask=None, z_mm=None, y_mm=None,
@@ -284,9 +287,7 @@ def figure_local_fields(local_fields, affine, *, true_local_ppm=None, true_mask=
     import matplotlib.pyplot as plt
 
     aff = _check_affine(affine)
-    first = next(iter(local_fields.values())) if isinstance(local_fields, Mapping) and local_fields else None
-    shape = np.shape(first[0] if isinstance(first, tuple) else first)
-    maps = _named_maps(local_fields, shape, "local_fields")
+    maps, shape = _named_maps(local_fields, "local_fields")
     union = np.any([mk for _, mk in maps.values()], axis=0)
     if true_local_ppm is not None:
         tm = union if true_mask is None else _check_3d("true_mask", true_mask, shape).astype(bool)
@@ -341,9 +342,7 @@ def figure_chi_maps(chi_maps, affine, *, true_chi_ppm=None, true_mask=None, z_mm
     import matplotlib.pyplot as plt
 
     aff = _check_affine(affine)
-    first = next(iter(chi_maps.values())) if isinstance(chi_maps, Mapping) and chi_maps else None
-    shape = np.shape(first[0] if isinstance(first, tuple) else first)
-    maps = _named_maps(chi_maps, shape, "chi_maps")
+    maps, shape = _named_maps(chi_maps, "chi_maps")
     if not (vmax_ppm > vmin_ppm) or not diff_max_ppm > 0:
         raise ValueError(f"need vmin_ppm < vmax_ppm and diff_max_ppm > 0, got {vmin_ppm}, {vmax_ppm}, {diff_max_ppm}")
     shown = dict(maps)
