@@ -6,7 +6,7 @@ AJNR Am J Neuroradiol 2018;39:467-72.
 
 The patients' data were never published. Everything this package computes by default runs on
 **simulated** data: a synthetic cohort calibrated to the paper's printed summaries
-(:mod:`analysis.cohort`) and numerical head phantoms with known ground truth.
+(:mod:`analysis.cohort.dictionary`) and numerical head phantoms with known ground truth.
 
 One module per stage of the data flow::
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._io import ROOT
+from analysis.io import ROOT
 
 
 def _cmd_run(args):
-    from .pipeline import run_notebooks
+    from analysis.cli.run import run_notebooks
 
     timings = run_notebooks(args.params, only=args.only or None)
     total = sum(t for _, t in timings)
@@ -26,7 +26,7 @@ def _cmd_run(args):
 
 
 def _cmd_cohort(args):
-    from .cohort import write_synthetic_cohort
+    from analysis.cohort.dictionary import write_synthetic_cohort
 
     path = write_synthetic_cohort(args.output, seed=args.seed)
     print(f"wrote {path}")
@@ -49,11 +49,11 @@ def build_parser():
 
     import importlib.util
 
-    if importlib.util.find_spec("analysis.qsm_cli") is not None:  # QSM command line, with its code
-        from .qsm_cli import add_parser as _add_qsm
+    if importlib.util.find_spec("analysis.cli.qsm") is not None:  # QSM command line, with its code
+        from analysis.cli.qsm import add_parser as _add_qsm
 
         _add_qsm(sub)
-    from .measure import add_parser as _add_measure
+    from analysis.cohort.measure import add_parser as _add_measure
 
     _add_measure(sub)
     return parser

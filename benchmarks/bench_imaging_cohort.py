@@ -6,11 +6,11 @@ Usage::
                                               [--cohort data/cohort.csv] [--snr 100]
 
 Each worker count runs the same ``--n-subjects`` subjects from scratch (a fresh temporary work
-folder, so nothing is reused) with :func:`analysis.imaging_cohort.run_imaging_cohort`, and prints
+folder, so nothing is reused) with :func:`analysis.simulation.imaging_cohort.run_imaging_cohort`, and prints
 wall time, subjects per minute, the median per-subject time (phantom, reconstruction,
 measurement) and the agreement of the measured relative susceptibility with the cohort value.
 The cohort is ``--cohort`` if that file exists, else a small random one
-(:func:`analysis.imaging_cohort.example_cohort`); the subjects are simulated head phantoms.
+(:func:`analysis.simulation.imaging_cohort.example_cohort`); the subjects are simulated head phantoms.
 
 Wall time includes starting the worker processes and, once per process, loading the atlas
 (about 5 s); with few subjects that start-up weighs on the rate, so compare worker counts at
@@ -39,9 +39,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=20180301)
     args = ap.parse_args(argv)
 
-    from analysis.agreement import bland_altman, icc
-    from analysis.cohort import load_cohort
-    from analysis.imaging_cohort import ImagingSettings, example_cohort, run_imaging_cohort
+    from analysis.stats.agreement import bland_altman, icc
+    from analysis.cohort.dictionary import load_cohort
+    from analysis.simulation.imaging_cohort import ImagingSettings, example_cohort, run_imaging_cohort
 
     if Path(args.cohort).is_file():
         cohort, source = load_cohort(args.cohort), args.cohort

@@ -8,7 +8,7 @@ Usage::
     python benchmarks/bench_medi.py --pipeline [--resolution 2.0] [--snr 100] [--seed 20180301]
 
 ``--pipeline`` times the compendium's default reconstruction of the head phantom end to end
-(:func:`analysis.phantom_subject.reconstruct_phantom`: simulated 11-echo acquisition, field fit,
+(:func:`analysis.simulation.phantom_subject.reconstruct_phantom`: simulated 11-echo acquisition, field fit,
 unwrapping, PDF, MEDI+0 with SMV 5 mm and MERIT, λ 2000) step by step, and reports the
 whole-brain NRMSE and the error of the relative thalamic susceptibility (thalamus − atrial CSF,
 veins excluded) against the truth. Measured on a 2-core machine shared with other jobs: 2 mm,
@@ -18,9 +18,9 @@ The SMV options (``--smv-radius 5 --merit``) are meant for fields whose backgrou
 PDF; on the clean local field of the default mode they only erode and high-pass (1 mm: NRMSE
 48.5 % vs 15.1 % for plain MEDI, 35.6 s vs 16.4 s).
 
-The object is the compendium's head phantom (:func:`analysis.phantom.make_head_phantom`) when
+The object is the compendium's head phantom (:func:`analysis.simulation.phantom.make_head_phantom`) when
 that module is available, otherwise a synthetic 160×192×168 mm brain of ellipsoids with
-literature susceptibilities (:func:`analysis.qsm._synthetic.ellipsoid_brain`). Its local field
+literature susceptibilities (:func:`analysis.imaging.qsm._synthetic.ellipsoid_brain`). Its local field
 is simulated with the dipole kernel and 0.005 ppm Gaussian noise is added inside the brain mask.
 
 Anchor (issue 3): the Cornell toolbox's MEDI_L1 under GNU Octave on a 1 mm 160×192×168
@@ -50,7 +50,7 @@ def build_object(kind, resolution_mm):
     """Return (name, chi ppm, mask, magnitude, labels, names, voxel_size)."""
     if kind in ("auto", "phantom"):
         try:
-            from analysis.phantom import label_names, make_head_phantom  # written by another worker
+            from analysis.simulation.phantom import label_names, make_head_phantom  # written by another worker
         except ImportError as exc:
             if kind == "phantom":
                 raise
@@ -64,9 +64,9 @@ def build_object(kind, resolution_mm):
             decay = np.exp(-np.multiply.outer(ph.r2star_hz, te).astype(np.float32))
             mag = (ph.m0 * np.sqrt((decay * decay).sum(-1))).astype(np.float32)
             del decay
-            return ("analysis.phantom.make_head_phantom", chi, mask, mag, ph.labels, label_names(),
+            return ("analysis.simulation.phantom.make_head_phantom", chi, mask, mag, ph.labels, label_names(),
                     tuple(ph.voxel_size_mm))
-    from analysis.qsm._synthetic import ellipsoid_brain
+    from analysis.imaging.qsm._synthetic import ellipsoid_brain
 
     shape = tuple(int(round(n / resolution_mm)) for n in (160, 192, 168))
     ph = ellipsoid_brain(shape)
@@ -95,8 +95,8 @@ def main(argv=None):
     if args.pipeline:
         return bench_pipeline(args)
 
-    from analysis import metrics
-    from analysis.qsm import forward_field, medi, tkd
+    from analysis.imaging import metrics
+    from analysis.imaging.qsm import forward_field, medi, tkd
 
     name, chi, mask, mag, labels, names, vs = build_object(args.object, args.resolution)
     field = forward_field(chi, voxel_size=vs)
@@ -155,9 +155,9 @@ def main(argv=None):
 
 def bench_pipeline(args):
     """Time ``reconstruct_phantom``'s default recipe on the head phantom; print steps and errors."""
-    from analysis import metrics
-    from analysis import phantom_subject as ps
-    from analysis.phantom import make_head_phantom
+    from analysis.imaging import metrics
+    from analysis.simulation import phantom_subject as ps
+    from analysis.simulation.phantom import make_head_phantom
 
     seed = 20180301 if args.seed is None else args.seed
     res = args.resolution

@@ -1,0 +1,306 @@
+"""Forward simulation of a 3 T multi-echo gradient-echo (MEGRE) acquisition of the head phantom.
+
+Physics
+-------
+* **Field.** The relative field perturbation (ppm) is the convolution of χ with the unit dipole,
+  ``δB/B0 = d ⊛ χ`` (Lorentz-corrected kernel ``D(k) = 1/3 − (k·b̂)²/|k|²``, ``D(0) = 0``),
+  computed with :func:`analysis.imaging.qsm.kernels.forward_field` on the phantom's *world* grid (the
+  whole head in air, zero-padded) with χ taken relative to air, so the field is that of the head
+  in an infinite air space; then cropped to the field of view. This ``total_field_ppm`` is the
+  sum of the **local field** (``local_field_ppm``: the field of χ inside the brain mask, χ = 0
+  elsewhere, i.e. relative to CSF) and the **background field** (everything else: air/tissue
+  boundaries, sinuses, skull).
+* **Signal** of echo ``n`` at echo time ``TE_n`` (spoiled GRE steady state)::
+
+      S_n = s · M0 · sin α (1 − E1) / (1 − cos α E1) · exp(−R2* TE_n) · exp(i φ_n),  E1 = exp(−TR/T1)
+      φ_n = φ0 + 2π γ̄ B0 · δB/B0 · TE_n          (γ̄ = 42.577 MHz/T, δB/B0 in ppm × 1e-6)
+
+  with ``s`` = ``signal_scale`` and φ0 a smooth (quadratic) receive-phase offset. Positive χ
+  gives a positive field along B0 and a positive phase slope (the MEDI convention).
+* **Noise.** Complex Gaussian, independent in the real and imaginary parts with standard
+  deviation σ each. **SNR** is defined as the mean noise-free magnitude of the *first echo*
+  over the brain mask divided by σ (so σ = mean(|S_1| in brain) / SNR). Magnitude and phase are
+  taken from the noisy complex signal; the phase is wrapped to (−π, π].
+
+Protocol
+--------
+The paper (3 T GE Signa HDxt): spoiled multi-echo GRE, TR 57 ms, first TE 4.3 ms, flip angle
+20°. The echo count and spacing are not printed; we use the Cornell protocol's usual
+**11 echoes, ΔTE 4.8 ms** (TE 4.3 … 52.3 ms, which fits in TR = 57 ms):
+:func:`paper_echo_times`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "GAMMA_BAR_HZ_PER_T",
+    "PAPER_PROTOCOL",
+    "MegreSimulation",
+    "field_to_phase",
+    "paper_echo_times",
+    "phantom_fields",
+    "simulate_bids_subject",
+    "simulate_megre",
+]
+
+#: ¹H gyromagnetic ratio / 2π (Hz/T), CODATA 2018.
+GAMMA_BAR_HZ_PER_T = 42.577478518e6
+
+#: The paper's protocol (seconds, degrees, tesla) with the documented echo train.
+PAPER_PROTOCOL = {
+    "first_echo_time_s": 0.0043,
+    "echo_spacing_s": 0.0048,
+    "n_echoes": 11,
+    "repetition_time_s": 0.057,
+    "flip_angle_deg": 20.0,
+    "b0_tesla": 3.0,
+}
+
+
+def paper_echo_times(n_echoes=11, *, first_te_s=0.0043, echo_spacing_s=0.0048):
+    """Echo times (s) of the simulated protocol: ``first_te_s + k · echo_spacing_s``, k = 0 … n−1.
+
+    The default is 4.3, 9.1, …, 52.3 ms (11 echoes), the last echo within TR = 57 ms.
+    """
+    n = int(n_echoes)
+    if n < 1:
+        raise ValueError(f"n_echoes must be ≥ 1, got {n_echoes!r}")
+    if not first_te_s > 0 or not echo_spacing_s > 0:
+        raise ValueError("first_te_s and echo_spacing_s must be positive (seconds)")
+    return np.round(first_te_s + echo_spacing_s * np.arange(n, dtype=float), 9)
+
+
+def field_to_phase(field_ppm, echo_time_s, *, b0_tesla=3.0):
+    """Phase (rad, unwrapped) accrued by a field (ppm) at an echo time (s): 2π γ̄ B0 · field · 1e-6 · TE."""
+    return 2.0 * np.pi * GAMMA_BAR_HZ_PER_T * float(b0_tesla) * 1e-6 * np.asarray(field_ppm) * float(echo_time_s)
+
+
+@dataclass
+class MegreSimulation:
+    """Simulated MEGRE data on the phantom's field-of-view grid.
+
+    Attributes
+    ----------
+    magnitude : ndarray, float32, shape (X, Y, Z, E)
+        Magnitude (arbitrary units, ``signal_scale`` × proton density).
+    phase : ndarray, float32, shape (X, Y, Z, E)
+        Wrapped phase (rad, (−π, π]).
+    echo_times_s : ndarray, shape (E,)
+    b0_tesla : float
+    b0_direction : tuple of 3 float
+        Unit B0 direction in voxel axes.
+    affine : ndarray, shape (4, 4)
+    voxel_size_mm : tuple of 3 float
+    repetition_time_s, flip_angle_deg : float
+    total_field_ppm, local_field_ppm, background_field_ppm : ndarray, float32, shape (X, Y, Z)
+        Truth fields (ppm): total = local + background.
+    phase_offset_rad : ndarray, float32, shape (X, Y, Z)
+        The receive-phase offset φ0 (rad, not wrapped).
+    noise_sigma : float
+        σ of the real and imaginary noise (same units as ``magnitude``); 0 if noise-free.
+    snr : float or None
+        First-echo SNR in the brain as defined in the module docstring.
+    """
+
+    magnitude: np.ndarray
+    phase: np.ndarray
+    echo_times_s: np.ndarray
+    b0_tesla: float
+    b0_direction: tuple
+    affine: np.ndarray
+    voxel_size_mm: tuple
+    repetition_time_s: float
+    flip_angle_deg: float
+    total_field_ppm: np.ndarray
+    local_field_ppm: np.ndarray
+    background_field_ppm: np.ndarray
+    phase_offset_rad: np.ndarray
+    noise_sigma: float
+    snr: float | None
+    seed: int | None = None
+
+
+def phantom_fields(phantom, *, b0_direction=(0.0, 0.0, 1.0)):
+    """Total and local field (ppm) of a :class:`~analysis.simulation.phantom.HeadPhantom` on its FOV grid.
+
+    Returns
+    -------
+    total_field_ppm, local_field_ppm : ndarray, float32, shape (X, Y, Z)
+        ``total`` is the field of the whole head in air (χ − χ_air on the world grid, padded by
+        a quarter of its largest dimension on each side), ``local`` the field of χ inside the
+        brain mask only (χ = 0 elsewhere).
+    """
+    from analysis.simulation.phantom import AIR_CHI_PPM
+    from analysis.imaging.qsm.kernels import forward_field
+
+    if phantom.world_chi_ppm is None or phantom.fov_slices is None:
+        raise ValueError("the phantom has no world grid (world_chi_ppm/fov_slices); build it with make_head_phantom")
+    vs = phantom.voxel_size_mm
+    world = phantom.world_chi_ppm - np.float32(phantom.params.get("air_chi_ppm", AIR_CHI_PPM))
+    total = forward_field(world, voxel_size=vs, b0_direction=b0_direction, pad=max(world.shape) // 4)
+    total = np.ascontiguousarray(total[phantom.fov_slices], dtype=np.float32)
+    del world
+    inside = np.where(phantom.brain_mask, phantom.chi_ppm, np.float32(0.0)).astype(np.float32)
+    local = forward_field(inside, voxel_size=vs, b0_direction=b0_direction, pad=max(inside.shape) // 4)
+    return total, np.asarray(local, dtype=np.float32)
+
+
+def _phase_offset(shape, rng, *, amplitude=1.0):
+    """Smooth quadratic receive-phase offset (rad) over the grid, coefficients drawn from ``rng``."""
+    u = [np.linspace(-1.0, 1.0, n, dtype=np.float32) for n in shape]
+    u = [u[0][:, None, None], u[1][None, :, None], u[2][None, None, :]]
+    c0 = rng.uniform(-np.pi, np.pi)
+    lin = rng.normal(0.0, 0.6 * amplitude, size=3)
+    quad = rng.normal(0.0, 0.3 * amplitude, size=(3, 3))
+    phi = np.full(shape, c0, dtype=np.float32)
+    for i in range(3):
+        phi += np.float32(lin[i]) * u[i]
+        for j in range(i, 3):
+            phi += np.float32(quad[i, j]) * (u[i] * u[j])
+    return phi
+
+
+def simulate_megre(phantom, *, echo_times_s=None, snr=100.0, b0_tesla=3.0, b0_direction=(0.0, 0.0, 1.0),
+                   flip_angle_deg=20.0, repetition_time_s=0.057, phase_offset=True, signal_scale=1000.0,
+                   seed=0, fields=None):
+    """Simulate magnitude and wrapped phase of a multi-echo GRE acquisition of the phantom.
+
+    Parameters
+    ----------
+    phantom : analysis.simulation.phantom.HeadPhantom
+    echo_times_s : array_like, shape (E,), optional
+        Echo times (s), increasing; default :func:`paper_echo_times` (11 echoes, 4.3–52.3 ms).
+    snr : float or None
+        First-echo SNR in the brain (see module docstring); ``None`` or ``inf`` for noise-free data.
+    b0_tesla : float
+        Field strength (T).
+    b0_direction : tuple of 3 float
+        B0 direction in voxel axes (the phantom is axial RAS+, so ``(0, 0, 1)``).
+    flip_angle_deg, repetition_time_s : float
+        Spoiled-GRE steady state (paper: 20°, 57 ms). ``flip_angle_deg=None`` uses M0 directly.
+    phase_offset : bool
+        Add a smooth receive-phase offset φ0.
+    signal_scale : float
+        Scale of the magnitude (arbitrary units).
+    seed : int
+        Seed of φ0 and of the noise; same inputs and seed → identical output.
+    fields : tuple (total_field_ppm, local_field_ppm), optional
+        Precomputed :func:`phantom_fields` (to simulate several SNRs without recomputing).
+
+    Returns
+    -------
+    MegreSimulation
+    """
+    from analysis.imaging.qsm.kernels import as_direction
+
+    te = paper_echo_times() if echo_times_s is None else np.asarray(echo_times_s, dtype=float).ravel()
+    if te.size < 1 or not np.all(np.isfinite(te)) or np.any(te <= 0) or np.any(np.diff(te) <= 0):
+        raise ValueError(f"echo_times_s must be positive and strictly increasing (seconds), got {te.tolist()}")
+    if repetition_time_s is not None and te[-1] >= repetition_time_s:
+        raise ValueError(f"the last echo time ({te[-1]} s) must be shorter than repetition_time_s ({repetition_time_s} s)")
+    if not (np.isfinite(b0_tesla) and b0_tesla > 0):
+        raise ValueError(f"b0_tesla must be positive, got {b0_tesla!r}")
+    if snr is not None and not (snr > 0):
+        raise ValueError(f"snr must be positive (or None for noise-free data), got {snr!r}")
+    bdir = as_direction(b0_direction)
+    rng = np.random.default_rng(seed)
+
+    if fields is None:
+        total, local = phantom_fields(phantom, b0_direction=bdir)
+    else:
+        total, local = (np.asarray(f, dtype=np.float32) for f in fields)
+        if total.shape != phantom.shape or local.shape != phantom.shape:
+            raise ValueError(f"fields must have the phantom's shape {phantom.shape}")
+    phi0 = _phase_offset(phantom.shape, rng) if phase_offset else np.zeros(phantom.shape, np.float32)
+
+    amp = phantom.m0.astype(np.float32) * np.float32(signal_scale)
+    if flip_angle_deg is not None:
+        a = np.deg2rad(float(flip_angle_deg))
+        e1 = np.exp(-float(repetition_time_s) / np.maximum(phantom.t1_s, 1e-3)).astype(np.float32)
+        amp *= np.float32(np.sin(a)) * (1 - e1) / (1 - np.float32(np.cos(a)) * e1)
+    r2s = phantom.r2star_hz.astype(np.float32)
+    omega = np.float32(2.0 * np.pi * GAMMA_BAR_HZ_PER_T * b0_tesla * 1e-6) * total  # rad/s
+
+    mag1 = amp * np.exp(-r2s * np.float32(te[0]))
+    if snr is None or not np.isfinite(snr):
+        sigma = 0.0
+    else:
+        brain_mean = float(mag1[phantom.brain_mask].mean())
+        sigma = brain_mean / float(snr)
+
+    shape4 = phantom.shape + (te.size,)
+    magnitude = np.empty(shape4, np.float32)
+    phase = np.empty(shape4, np.float32)
+    for n, t in enumerate(te):
+        s = (amp * np.exp(-r2s * np.float32(t))) * np.exp(1j * (phi0 + omega * np.float32(t)))
+        if sigma > 0:
+            noise = rng.standard_normal(size=phantom.shape + (2,), dtype=np.float32) * np.float32(sigma)
+            s = s + (noise[..., 0] + 1j * noise[..., 1])
+        s = s.astype(np.complex64, copy=False)
+        magnitude[..., n] = np.abs(s)
+        phase[..., n] = np.angle(s)
+    return MegreSimulation(
+        magnitude=magnitude,
+        phase=phase,
+        echo_times_s=te,
+        b0_tesla=float(b0_tesla),
+        b0_direction=bdir,
+        affine=np.array(phantom.affine, dtype=float),
+        voxel_size_mm=tuple(float(v) for v in phantom.voxel_size_mm),
+        repetition_time_s=float(repetition_time_s) if repetition_time_s is not None else None,
+        flip_angle_deg=float(flip_angle_deg) if flip_angle_deg is not None else None,
+        total_field_ppm=total,
+        local_field_ppm=local,
+        background_field_ppm=(total - local).astype(np.float32),
+        phase_offset_rad=phi0,
+        noise_sigma=float(sigma),
+        snr=None if sigma == 0 else float(snr),
+        seed=seed,
+    )
+
+
+def simulate_bids_subject(bids_dir, *, subject="01", session=None, resolution_mm=2.0, snr=100.0, seed=0,
+                          echo_times_s=None, b0_tesla=3.0, phase_units="rad", write_truth=True, **phantom_kwargs):
+    """Build a phantom, simulate its MEGRE acquisition and write both as a BIDS subject.
+
+    Parameters
+    ----------
+    bids_dir : str or Path
+        Dataset root.
+    subject, session : str
+        BIDS labels.
+    resolution_mm : float
+        Phantom voxel size (mm).
+    snr : float or None
+        First-echo SNR in the brain (``None``: noise-free).
+    seed : int
+        One seed for everything: the phantom gets ``seed``, the simulation (phase offset, noise)
+        a seed derived from it, so subjects with different seeds differ in lesions and noise.
+    echo_times_s, b0_tesla : see :func:`simulate_megre`.
+    phase_units : {"rad", "arbitrary"}
+        How the phase images are stored (see :func:`analysis.imaging.bids.write_megre_subject`).
+    write_truth : bool
+        Also write ``derivatives/truth/sub-<L>/…``.
+    **phantom_kwargs
+        Passed to :func:`analysis.simulation.phantom.make_head_phantom` (``thalamus_scale``,
+        ``thalamus_chi_ppm``, ``lesion_volume_ml``, ``n_lesions``, …).
+
+    Returns
+    -------
+    phantom : HeadPhantom
+    sim : MegreSimulation
+    files : list of Path
+    """
+    from analysis.imaging.bids import write_megre_subject
+    from analysis.simulation.phantom import make_head_phantom
+
+    sim_seed = int(np.random.SeedSequence(int(seed)).generate_state(1)[0])
+    phantom = make_head_phantom(resolution_mm=resolution_mm, seed=seed, **phantom_kwargs)
+    sim = simulate_megre(phantom, echo_times_s=echo_times_s, snr=snr, b0_tesla=b0_tesla, seed=sim_seed)
+    files = write_megre_subject(bids_dir, sim, subject=subject, session=session, phase_units=phase_units,
+                                phantom=phantom, write_truth_files=write_truth)
+    return phantom, sim, files

@@ -1,0 +1,146 @@
+"""Dipole inversion: MEDI vs TKD on a small phantom, MEDI+0, edge mask, input validation."""
+
+import numpy as np
+import pytest
+
+from analysis.imaging.metrics import nrmse
+from analysis.imaging.qsm import forward_field, gradient_mask, medi, tkd
+from analysis.imaging.qsm._synthetic import ellipsoid_brain
+
+VS = (3.0, 3.0, 3.0)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    ph = ellipsoid_brain((48, 48, 48))
+    rng = np.random.default_rng(0)
+    f = forward_field(ph["chi"], voxel_size=VS)
+    ph["field"] = np.where(ph["mask"], f + 0.005 * rng.standard_normal(f.shape), 0.0).astype(np.float32)
+    return ph
+
+
+def test_medi_beats_tkd(phantom):
+    m = phantom["mask"]
+    chi, info = medi(phantom["field"], m, phantom["magnitude"], voxel_size=VS, return_info=True)
+    chi_tkd = tkd(phantom["field"], m, voxel_size=VS)
+    e_medi = nrmse(chi, phantom["chi"], mask=m)
+    e_tkd = nrmse(chi_tkd, phantom["chi"], mask=m)
+    assert e_medi < 0.85 * e_tkd
+    assert e_medi < 80
+    assert 1 <= info["n_gn"] <= 10 and all(k <= 100 for k in info["n_cg"])
+    assert info["update_ratio"][-1] < 0.1 or info["n_gn"] == 10
+    assert np.all(chi[~m] == 0)
+    # the pallidum (+0.15 ppm) is recovered within 20 ppb, and ordering of deep grey is kept
+    lab = phantom["labels"]
+    mean = {name: chi[lab == k].mean() for k, name in phantom["names"].items() if np.any(lab == k)}
+    assert abs(mean["pallidum"] - 0.15) < 0.02
+    assert mean["pallidum"] > mean["caudate"] > mean["thalamus"] > mean["white_matter"]
+
+
+def test_medi_lambda_is_defined_for_radians(phantom):
+    """ppm → rad by s = 2π ΔTE γ̄ B0: doubling ΔTE with λ/2 (and ε·4) is the same problem."""
+    m = phantom["mask"]
+    kw = dict(voxel_size=VS, max_iter=3, cg_tol=1e-3, cg_max_iter=300)
+    a = medi(phantom["field"], m, phantom["magnitude"], **kw)
+    b = medi(phantom["field"], m, phantom["magnitude"], delta_te_s=9.6e-3, lambda_=500.0, epsilon=4e-6, **kw)
+    assert np.linalg.norm(a - b) < 1e-3 * np.linalg.norm(a)
+
+
+def test_medi_noise_weights_are_scale_free(phantom):
+    """Noise weights are normalised to mean 1: scaling noise_std changes nothing."""
+    m = phantom["mask"]
+    n = np.where(m, 0.01, 1.0) * (1 + 0.5 * np.random.default_rng(1).random(m.shape))
+    kw = dict(voxel_size=VS, max_iter=2)
+    a = medi(phantom["field"], m, phantom["magnitude"], noise_std=n, **kw)
+    b = medi(phantom["field"], m, phantom["magnitude"], noise_std=7.0 * n, **kw)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_medi_smv_noise_weights_do_not_depend_on_the_unit(phantom):
+    """With the SMV option the noise map is filtered in float32: it must not matter whether it
+    is given in rad (~1e-3) or ppm (~1e-4); before the fix, the round-off of the padding's 1.0
+    swamped ppm-sized values and changed the result (thalamus −2.96 vs −2.46 ppb on the phantom)."""
+    m = phantom["mask"]
+    n = np.where(m, 1.0, 0.0) * (1 + np.random.default_rng(2).random(m.shape))
+    kw = dict(voxel_size=VS, max_iter=2, smv_radius_mm=6.0, merit=True)
+    a = medi(phantom["field"], m, phantom["magnitude"], noise_std=np.where(m, 3e-3 * n, 1.0), **kw)
+    b = medi(phantom["field"], m, phantom["magnitude"], noise_std=np.where(m, 1e-5 * n, 1.0), **kw)
+    np.testing.assert_allclose(a, b, atol=1e-5 * np.abs(a).max())
+
+
+def test_medi0_zero_references_to_csf(phantom):
+    m = phantom["mask"]
+    csf = phantom["labels"] == 3
+    chi = medi(phantom["field"] + 0.0, m, phantom["magnitude"], voxel_size=VS, csf_mask=csf, max_iter=3)
+    assert abs(chi[csf].mean()) < 1e-6
+    chi_t = tkd(phantom["field"], m, voxel_size=VS, csf_mask=csf)
+    assert abs(chi_t[csf].mean()) < 1e-6
+    # the CSF term makes the ventricles more uniform than plain MEDI
+    plain = medi(phantom["field"], m, phantom["magnitude"], voxel_size=VS, max_iter=3)
+    assert chi[csf].std() < plain[csf].std()
+
+
+def test_medi_options_smv_and_merit(phantom):
+    m = phantom["mask"]
+    chi, info = medi(phantom["field"], m, phantom["magnitude"], voxel_size=VS, smv_radius_mm=5.0, merit=True,
+                     return_info=True, max_iter=3)
+    em = info["mask"]
+    assert em.sum() < m.sum() and np.all(m[em]) and np.all(chi[~em] == 0)
+    assert nrmse(chi, phantom["chi"], mask=em) < 90
+
+
+def test_gradient_mask_edge_fraction():
+    rng = np.random.default_rng(0)
+    mag = rng.random((20, 20, 20)).astype(np.float32)
+    mask = np.zeros((20, 20, 20), bool)
+    mask[3:17, 3:17, 3:17] = True
+    for pct in (0.9, 0.3):
+        wg = gradient_mask(mag, mask, voxel_size=(1, 1, 2), percentage=pct)
+        assert wg.shape == (3, 20, 20, 20)
+        assert (~wg).sum() / mask.sum() == pytest.approx(pct, abs=2 / mask.sum())
+    with pytest.raises(ValueError, match="not a percent"):
+        gradient_mask(mag, mask, voxel_size=1.0, percentage=90)
+
+
+def test_tkd_inverts_well_conditioned_fields_exactly():
+    # a field containing only frequencies where |D| > threshold is inverted exactly
+    n = 32
+    rng = np.random.default_rng(3)
+    chi = rng.standard_normal((n, n, n)).astype(np.float32)
+    from analysis.imaging.qsm import dipole_kernel
+    import scipy.fft as sfft
+
+    d = dipole_kernel((n, n, n))
+    spec = sfft.rfftn(chi)
+    spec[np.abs(d) <= 0.25] = 0
+    chi_bl = sfft.irfftn(spec, s=(n, n, n)).astype(np.float32)
+    field = sfft.irfftn(spec * d, s=(n, n, n)).astype(np.float32)
+    out = tkd(field, np.ones((n, n, n), bool), voxel_size=1.0, pad=0)
+    np.testing.assert_allclose(out, chi_bl, atol=2e-4 * np.abs(chi_bl).max())
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(local_field=np.zeros((4, 4, 4))), "mask shape"),
+        (dict(magnitude=np.ones((8, 8, 9))), "magnitude shape"),
+        (dict(mask=np.zeros((8, 8, 8), bool)), "mask is empty"),
+        (dict(local_field=np.full((8, 8, 8), np.nan)), "non-finite"),
+        (dict(magnitude=-np.ones((8, 8, 8))), "non-negative"),
+        (dict(noise_std=np.zeros((8, 8, 8))), "noise_std"),
+        (dict(lambda_=-1), "lambda_"),
+        (dict(percentage=90), "percentage"),
+        (dict(delta_te_s=0), "delta_te_s"),
+        (dict(voxel_size=(1, 1)), "voxel_size"),
+        (dict(max_iter=0), "max_iter"),
+        (dict(csf_mask=np.zeros((8, 8, 8), bool)), "csf_mask"),
+        (dict(local_field=np.zeros((8, 8, 8, 2))), "3-D"),
+    ],
+)
+def test_medi_rejects_bad_input(change, match):
+    kw = dict(local_field=np.zeros((8, 8, 8)), mask=np.ones((8, 8, 8), bool), magnitude=np.ones((8, 8, 8)),
+              voxel_size=1.0)
+    kw.update(change)
+    args = [kw.pop("local_field"), kw.pop("mask"), kw.pop("magnitude")]
+    with pytest.raises(ValueError, match=match):
+        medi(*args, **kw)
