@@ -1,102 +1,26 @@
-"""Run the compendium's notebooks headless, in order, with papermill.
+"""``python -m analysis run``: execute the notebooks in order with papermill (what ``make all`` calls).
 
-Parameters come from one YAML file (``params.yml`` at the top of the compendium; copy it and edit
-the copy to run on your own data)::
-
-    common:            # passed to every notebook that declares the parameter
-      cohort_csv: data/cohort.csv
-      seed: 20180301
-    notebooks:         # per-notebook overrides, keyed by the notebook's stem
-      11-power:
-        r_values: [0.2, 0.28, 0.35]
-
-Only parameters that a notebook declares in its ``parameters`` cell are injected into it, so one
-file can serve every notebook; a per-notebook key that the notebook does not declare is an error
-(it is almost always a typo). Notebooks run with the compendium root as working directory, so
-relative paths in the YAML are relative to the root. Executed copies go to
-``results/notebooks/`` (git-ignored).
+Thin over :func:`analysis.reproduce.run_notebooks`.
 """
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
-import yaml
-
 from analysis.io import ROOT
+from analysis.reproduce import run_notebooks
 
-NOTEBOOK_DIR = ROOT / "notebooks"
-EXECUTED_DIR = ROOT / "results" / "notebooks"
-
-
-def load_params(path):
-    """Read a parameters YAML file and return ``(common, per_notebook)`` dictionaries."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"parameters file {path} does not exist")
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping with 'common' and 'notebooks' keys")
-    unknown = set(data) - {"common", "notebooks"}
-    if unknown:
-        raise ValueError(f"{path}: unknown top-level keys {sorted(unknown)}; use 'common' and 'notebooks'")
-    common = data.get("common") or {}
-    per_nb = data.get("notebooks") or {}
-    return common, per_nb
+__all__ = ["add_parser"]
 
 
-def list_notebooks(notebook_dir=NOTEBOOK_DIR):
-    """Return the notebooks ``NN-name.ipynb`` of ``notebook_dir`` in run order."""
-    return sorted(p for p in Path(notebook_dir).glob("[0-9][0-9]-*.ipynb"))
+def _cmd_run(args):
+    timings = run_notebooks(args.params, only=args.only or None)
+    total = sum(t for _, t in timings)
+    print(f"ran {len(timings)} notebook(s) in {total:.0f} s")
 
 
-def notebook_parameters(notebook, common, per_nb):
-    """Parameters to inject into ``notebook``: declared common ones plus its own overrides."""
-    import papermill as pm
-
-    declared = set(pm.inspect_notebook(str(notebook)))
-    own = dict(per_nb.get(Path(notebook).stem) or {})
-    undeclared = set(own) - declared
-    if undeclared:
-        raise ValueError(
-            f"parameters {sorted(undeclared)} given for {Path(notebook).name} are not declared in its "
-            f"'parameters' cell (declared: {sorted(declared)})"
-        )
-    params = {k: v for k, v in common.items() if k in declared}
-    params.update(own)
-    return params
-
-
-def run_notebooks(params_file=ROOT / "params.yml", *, only=None, output_dir=EXECUTED_DIR,
-                  notebook_dir=NOTEBOOK_DIR, kernel_name="python3", log=print):
-    """Execute every notebook (or those whose stem starts with one of ``only``) in order.
-
-    Returns a list of ``(notebook_name, seconds)``. Raises papermill's ``PapermillExecutionError``
-    at the first failing notebook; its executed copy (with the traceback) is kept for inspection.
-    """
-    import papermill as pm
-
-    common, per_nb = load_params(params_file)
-    unknown = set(per_nb) - {p.stem for p in list_notebooks(notebook_dir)}
-    if unknown:
-        raise ValueError(f"{params_file}: no notebook named {sorted(unknown)} in {notebook_dir}")
-    notebooks = list_notebooks(notebook_dir)
-    if only:
-        notebooks = [nb for nb in notebooks if any(nb.stem.startswith(str(o)) for o in only)]
-        if not notebooks:
-            raise ValueError(f"no notebook matches {only}")
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    timings = []
-    for nb in notebooks:
-        params = notebook_parameters(nb, common, per_nb)
-        log(f"[run] {nb.name}  {params}")
-        t0 = time.perf_counter()
-        pm.execute_notebook(str(nb), str(output_dir / nb.name), parameters=params,
-                            cwd=str(ROOT), kernel_name=kernel_name, progress_bar=False)
-        dt = time.perf_counter() - t0
-        log(f"[done] {nb.name} in {dt:.1f} s")
-        timings.append((nb.name, dt))
-    return timings
+def add_parser(subparsers):
+    """Register ``run`` on an argparse ``subparsers`` object."""
+    p = subparsers.add_parser("run", help="execute the notebooks headless with papermill")
+    p.add_argument("--params", default=str(ROOT / "params.yml"), help="parameters YAML (default: params.yml)")
+    p.add_argument("--only", nargs="*", help="run only notebooks whose name starts with these prefixes")
+    p.set_defaults(func=_cmd_run)
+    return subparsers

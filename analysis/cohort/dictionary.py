@@ -213,12 +213,3 @@ def describe_cohort(df):
     rows.append({"variable": "enhancing_lesions_present", "statistic": "count",
                  "value": float(df["enhancing_lesions_present"].sum())})
     return pd.DataFrame(rows)
-
-
-def write_synthetic_cohort(path=DEFAULT_COHORT_CSV, *, seed=None):
-    """Generate the calibrated synthetic cohort (:mod:`analysis.simulation.calibration`) and write it atomically."""
-    from analysis.simulation.calibration import synthetic_cohort
-    from analysis.io import write_csv
-
-    df = synthetic_cohort(seed=DEFAULT_SEED if seed is None else seed)
-    return write_csv(df, path)

@@ -1,4 +1,4 @@
-"""From a study's derivatives to the cohort CSV: ``python -m analysis measure …``.
+"""From a study's derivatives to the cohort CSV (the library behind ``python -m analysis measure``).
 
 This is the real-data bridge between the imaging half and the statistics notebooks. For every
 χ map of a QSM derivative dataset (``sub-<L>/anat/sub-<L>_Chimap.nii.gz``, as written by
@@ -40,17 +40,17 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from analysis.cohort.dictionary import validate_cohort
+from analysis.cohort.subject import COHORT_COLUMNS, IMAGING_COLUMNS, QC_COLUMNS, measure_subject, merge_clinical
+from analysis.imaging.bids import clean_label, parse_entities
+from analysis.imaging.freesurfer import find_segmentation
 from analysis.io import ensure_not_input, write_csv
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ChimapSeries", "add_parser", "find_chimaps", "measure_dataset", "run_measure"]
+__all__ = ["ChimapSeries", "find_chimaps", "measure_dataset", "run_measure"]
 
 _PLACEHOLDERS = {"subject", "label"}
-#: Quality-control columns of ``<output>_measurements.csv`` (besides the imaging columns).
-QC_COLUMNS = ("thalamus_ppb", "csf_reference_ppb", "n_voxels", "n_voxels_before_exclusion",
-              "n_vein_voxels_excluded", "n_csf_voxels", "left_relative_ppb", "right_relative_ppb",
-              "freesurfer_version")
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,6 @@ def find_chimaps(qsm_dir, participant_label=None, *, session=None):
         Missing folder, no χ map, an unknown participant, or several χ maps for one participant
         (naming them).
     """
-    from analysis.imaging.bids import _clean_label, parse_entities
-
     root = Path(qsm_dir)
     if not root.is_dir():
         raise ValueError(f"QSM derivative folder {root} does not exist")
@@ -114,7 +112,7 @@ def find_chimaps(qsm_dir, participant_label=None, *, session=None):
         found.setdefault(ents["sub"], []).append((path, ents))
     if participant_label is not None:
         wanted = [participant_label] if isinstance(participant_label, str) else list(participant_label)
-        wanted = [_clean_label(w) for w in wanted]
+        wanted = [clean_label(w) for w in wanted]
         unknown = [w for w in wanted if w not in found]
         if unknown:
             raise ValueError(f"no χ map (*_Chimap.nii.gz) for participant(s) {unknown} under {root}")
@@ -194,15 +192,12 @@ def measure_dataset(qsm_dir, subjects_dir, *, lesion_mask, aseg=None, freesurfer
     Returns
     -------
     rows : pandas.DataFrame
-        One row per subject measured: :data:`analysis.imaging.roi.IMAGING_COLUMNS`, then
+        One row per subject measured: :data:`analysis.cohort.subject.IMAGING_COLUMNS`, then
         :data:`QC_COLUMNS` and the files used (``chimap``, ``brain_mask``, ``aseg``,
         ``lesion_mask``, ``freesurfer_dir``).
     failures : list of str
         ``"<subject_id>: <reason>"`` for each subject that could not be measured.
     """
-    from analysis.imaging.freesurfer import find_segmentation, load_aseg, read_subject_stats
-    from analysis.imaging.roi import IMAGING_COLUMNS, lesion_volume_ml, subject_row, thalamic_susceptibility
-
     if lesion_mask is None:
         raise ValueError("lesion_mask template is required (the cohort needs the T2 lesion volume)")
     lesion_per_subject = bool(_check_template(lesion_mask, "lesion mask"))
@@ -222,29 +217,25 @@ def measure_dataset(qsm_dir, subjects_dir, *, lesion_mask, aseg=None, freesurfer
         bar.set_postfix_str(series.subject_id)
         try:
             fs_dir = _freesurfer_dir(subjects_dir, freesurfer_subject, series)
-            stats = read_subject_stats(fs_dir)
             if aseg is None:
                 seg_path = find_segmentation(fs_dir)
             else:
                 seg_path = _fill(aseg, series)
                 if not seg_path.is_file():
                     raise ValueError(f"registered segmentation {seg_path} does not exist")
-            seg = load_aseg(seg_path)
             les_path = _fill(lesion_mask, series)
             if not les_path.is_file():
                 raise ValueError(f"lesion mask {les_path} does not exist")
-            sus = thalamic_susceptibility(str(series.chimap), seg, brain_mask_img=(
-                str(series.brain_mask) if series.brain_mask is not None else None), **roi_options)
-            row = subject_row(series.subject_id, freesurfer_stats=stats, susceptibility=sus,
-                              t2_lesion_volume_ml=lesion_volume_ml(str(les_path)))
+            row = measure_subject(series.subject_id, freesurfer_dir=fs_dir, chimap=str(series.chimap),
+                                  segmentation=seg_path, lesion_mask=str(les_path),
+                                  brain_mask=str(series.brain_mask) if series.brain_mask is not None else None,
+                                  **roi_options)
         except (ValueError, FileNotFoundError) as exc:
             msg = str(exc) if series.subject_id in str(exc) else f"{series.subject_id}: {exc}"
             logger.error("%s", msg)
             failures.append(msg)
             continue
-        qc = {k: sus.get(k) for k in QC_COLUMNS if k in sus}
-        qc["freesurfer_version"] = stats.get("freesurfer_version")
-        rows.append({**row, **qc, "chimap": str(series.chimap),
+        rows.append({**row, "chimap": str(series.chimap),
                      "brain_mask": str(series.brain_mask) if series.brain_mask else "",
                      "aseg": str(seg_path),
                      "lesion_mask": str(les_path), "freesurfer_dir": str(fs_dir)})
@@ -275,7 +266,7 @@ def run_measure(qsm_dir, subjects_dir, output, *, lesion_mask, clinical=None, al
         CSV to write: the cohort format (with ``clinical``) or the imaging columns (without).
         ``<stem>_measurements.csv`` beside it gets the quality-control columns.
     clinical : str or Path, optional
-        Clinical CSV with ``subject_id`` and :data:`analysis.imaging.roi.CLINICAL_COLUMNS`; ids may be
+        Clinical CSV with ``subject_id`` and :data:`analysis.cohort.subject.CLINICAL_COLUMNS`; ids may be
         ``sub-01`` or ``01``.
     allow_missing : bool
         Write the subjects that could be measured even if others failed (the failures are
@@ -292,9 +283,6 @@ def run_measure(qsm_dir, subjects_dir, output, *, lesion_mask, clinical=None, al
         Bad input (named), failed subjects (unless ``allow_missing``), or a merged cohort that
         fails validation (naming column and row).
     """
-    from analysis.cohort.dictionary import validate_cohort
-    from analysis.imaging.roi import COHORT_COLUMNS, IMAGING_COLUMNS, merge_clinical
-
     output = Path(output)
     if output.suffix.lower() != ".csv":
         raise ValueError(f"output must be a .csv file, got {output}")
@@ -316,54 +304,3 @@ def run_measure(qsm_dir, subjects_dir, output, *, lesion_mask, clinical=None, al
     write_csv(rows, measurements)
     write_csv(table, output)
     return {"output": output, "measurements": measurements, "n": len(table), "failures": failures}
-
-
-def _cmd_measure(args):
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    roi = {"exclude_veins": not args.no_vein_exclusion}
-    if args.vein_threshold_mad is not None:
-        roi["vein_threshold_mad"] = args.vein_threshold_mad
-    if args.csf_radius is not None:
-        roi["csf_radius_mm"] = args.csf_radius
-    res = run_measure(args.qsm_dir, args.subjects_dir, args.output, lesion_mask=args.lesion_mask,
-                      clinical=args.clinical, aseg=args.aseg, freesurfer_subject=args.freesurfer_subject,
-                      participant_label=args.participant_label or None, session=args.session,
-                      allow_missing=args.allow_missing, progress=not args.no_progress, **roi)
-    kind = "cohort" if args.clinical else "imaging"
-    print(f"wrote {res['n']} subject(s) to {res['output']} ({kind} columns) and {res['measurements']}")
-    if res["failures"]:
-        print(f"{len(res['failures'])} subject(s) left out: " + "; ".join(res["failures"]))
-
-
-def add_parser(subparsers):
-    """Register ``measure`` on an argparse ``subparsers`` object."""
-    p = subparsers.add_parser(
-        "measure", help="FreeSurfer stats + thalamic χ + lesion volume per subject → the cohort CSV",
-        description="Measure thalamic volume, total grey-matter volume, cortical thickness (FreeSurfer), "
-                    "relative thalamic susceptibility (ppb; veins excluded, atrial CSF reference) and T2 "
-                    "lesion volume (mL) for every χ map of a QSM derivative dataset, and write the cohort "
-                    "CSV of the statistics notebooks. Templates take {subject} (sub-01) and {label} (01).")
-    p.add_argument("qsm_dir", help="QSM derivatives: sub-<L>/anat/sub-<L>_Chimap.nii.gz (+ _desc-brain_mask)")
-    p.add_argument("subjects_dir", help="FreeSurfer SUBJECTS_DIR (one folder per subject with stats/ and mri/)")
-    p.add_argument("output", help="CSV to write (e.g. data/my-cohort.csv); <stem>_measurements.csv goes beside it")
-    p.add_argument("--lesion-mask", required=True, metavar="TEMPLATE",
-                   help="each subject's T2 lesion mask, e.g. 'lesions/{subject}_mask.nii.gz'")
-    p.add_argument("--clinical", metavar="CSV",
-                   help="clinical table (subject_id, age_years, sex, edss, disease_duration_years, dmt_use, "
-                        "enhancing_lesions_present): merged into the full cohort format and validated")
-    p.add_argument("--aseg", metavar="TEMPLATE",
-                   help="segmentation registered to the χ map (default: the subject's mri/aseg.mgz, right "
-                        "only when T1 and GRE share scanner coordinates)")
-    p.add_argument("--freesurfer-subject", metavar="TEMPLATE",
-                   help="subject folder name in SUBJECTS_DIR (default: sub-<L>, else <L>)")
-    p.add_argument("--participant-label", nargs="+", metavar="L", help="only these participants")
-    p.add_argument("--session", help="only this session (needed when a participant has several χ maps)")
-    p.add_argument("--no-vein-exclusion", action="store_true", help="keep veins in the thalamic VOI")
-    p.add_argument("--vein-threshold-mad", type=float, default=None, metavar="K",
-                   help="vein threshold median + K × 1.4826 MAD (default 3)")
-    p.add_argument("--csf-radius", type=float, default=None, metavar="MM", help="CSF sphere radius (default 3 mm)")
-    p.add_argument("--allow-missing", action="store_true",
-                   help="write the subjects that could be measured even if others failed")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_measure)
-    return subparsers

@@ -1,11 +1,12 @@
-"""BIDS input/output for multi-echo GRE (MEGRE) data, the phantom's truth, and QSM derivatives.
+"""BIDS input/output for multi-echo GRE (MEGRE) data and QSM derivatives.
 
 Layout written and read (BIDS 1.10, ``anat`` datatype, ``MEGRE`` suffix)::
 
     BIDS_DIR/dataset_description.json
     BIDS_DIR/sub-<L>[/ses-<S>]/anat/sub-<L>[_ses-<S>][_acq-…][_run-…]_echo-<n>_part-mag_MEGRE.nii.gz  (+ .json)
     BIDS_DIR/sub-<L>/anat/sub-<L>_echo-<n>_part-phase_MEGRE.nii.gz                                 (+ .json)
-    BIDS_DIR/derivatives/truth/sub-<L>/anat/…   phantom truth (χ, labels, aseg, masks, fields)
+    BIDS_DIR/derivatives/truth/sub-<L>/anat/…   phantom truth (χ, labels, aseg, masks, fields;
+                                                written by :mod:`analysis.simulation.bids_dataset`)
 
     OUT_DIR/dataset_description.json                       (DatasetType "derivative")
     OUT_DIR/sub-<L>/anat/sub-<L>_Chimap.nii.gz             χ (ppm) + _Chimap.json
@@ -45,15 +46,18 @@ __all__ = [
     "BIDS_VERSION",
     "MegreData",
     "MegreSeries",
+    "anat_dir",
+    "bids_name",
+    "clean_label",
+    "dataset_description",
     "find_brain_mask",
     "find_megre",
     "load_megre",
-    "load_truth",
     "parse_entities",
+    "save_nifti",
     "software_versions",
-    "write_megre_subject",
+    "write_json",
     "write_qsm_derivatives",
-    "write_truth",
 ]
 
 BIDS_VERSION = "1.10.0"
@@ -82,19 +86,23 @@ def parse_entities(path):
     return ents, m.group("suffix")
 
 
-def _bids_name(entities, suffix, ext=".nii.gz"):
+def bids_name(entities, suffix, ext=".nii.gz"):
+    """File name from entities (BIDS order) and suffix: ``bids_name({'sub': '01', 'echo': '1'}, 'MEGRE')``
+    → ``sub-01_echo-1_MEGRE.nii.gz``."""
     keys = [k for k in _ENTITY_ORDER if k in entities] + sorted(k for k in entities if k not in _ENTITY_ORDER)
     return "_".join(f"{k}-{entities[k]}" for k in keys) + f"_{suffix}{ext}"
 
 
-def _subject_dir(root, entities):
+def anat_dir(root, entities):
+    """``root/sub-<L>[/ses-<S>]/anat`` for the entities' subject (and session)."""
     d = Path(root) / f"sub-{entities['sub']}"
     if "ses" in entities:
         d = d / f"ses-{entities['ses']}"
     return d / "anat"
 
 
-def _clean_label(label, what="participant label"):
+def clean_label(label, what="participant label"):
+    """A BIDS label without its ``sub-`` prefix; ``ValueError`` (naming ``what``) unless alphanumeric."""
     lab = str(label)
     if lab.startswith("sub-"):
         lab = lab[4:]
@@ -103,11 +111,13 @@ def _clean_label(label, what="participant label"):
     return lab
 
 
-def _write_json(path, obj):
+def write_json(path, obj):
+    """Write ``obj`` as indented JSON, atomically (NumPy scalars and arrays allowed)."""
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
-def _save_nifti(data, affine, path, *, dtype=None, xyzt=("mm", "sec")):
+def save_nifti(data, affine, path, *, dtype=None, xyzt=("mm", "sec")):
+    """Save ``data`` as NIfTI-1 with ``affine`` as both qform and sform (code 1), atomically; bool → uint8."""
     arr = np.asarray(data)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
@@ -135,7 +145,7 @@ def software_versions():
     return out
 
 
-def _dataset_description(root, *, name, derivative=False, generated_by=None):
+def dataset_description(root, *, name, derivative=False, generated_by=None):
     """Write ``dataset_description.json`` unless the dataset already has one (never replace a user's)."""
     path = Path(root) / "dataset_description.json"
     if path.exists():
@@ -147,177 +157,7 @@ def _dataset_description(root, *, name, derivative=False, generated_by=None):
         desc["DatasetType"] = "raw"
     if generated_by:
         desc["GeneratedBy"] = generated_by
-    return _write_json(path, desc)
-
-
-# ----------------------------------------------------------------------------------------------
-# Writer for simulated data
-
-
-def write_megre_subject(bids_dir, sim, *, subject="01", session=None, phase_units="rad", phantom=None,
-                        write_truth_files=True):
-    """Write a simulated MEGRE acquisition as a BIDS subject (and, optionally, its truth).
-
-    Parameters
-    ----------
-    bids_dir : str or Path
-        Dataset root (created if needed; ``dataset_description.json`` is (re)written).
-    sim : analysis.simulation.acquisition.MegreSimulation
-        Magnitude and wrapped phase, shape (X, Y, Z, E).
-    subject : str
-        Participant label (alphanumeric, without ``sub-``).
-    session : str, optional
-        Session label.
-    phase_units : {"rad", "arbitrary"}
-        ``"rad"``: float32 radians in (−π, π]. ``"arbitrary"``: 12-bit integers 0…4095
-        (``round((φ + π) · 4096 / 2π) mod 4096``) as many scanners write them.
-    phantom : analysis.simulation.phantom.HeadPhantom, optional
-        If given (and ``write_truth_files``), its truth goes to ``derivatives/truth`` (see
-        :func:`write_truth`).
-
-    Returns
-    -------
-    list of Path
-        Files written.
-    """
-    sub = _clean_label(subject)
-    ents = {"sub": sub}
-    if session is not None:
-        ents["ses"] = _clean_label(session, "session label")
-    if phase_units not in ("rad", "arbitrary"):
-        raise ValueError(f"phase_units must be 'rad' or 'arbitrary', got {phase_units!r}")
-    mag, pha = np.asarray(sim.magnitude), np.asarray(sim.phase)
-    if mag.ndim != 4 or mag.shape != pha.shape or mag.shape[-1] != len(sim.echo_times_s):
-        raise ValueError(f"magnitude/phase must be (X, Y, Z, E) with E = {len(sim.echo_times_s)} echoes, "
-                         f"got {mag.shape} and {pha.shape}")
-    root = Path(bids_dir)
-    written = [_dataset_description(root, name="Simulated MEGRE head phantom (thalamic QSM compendium)",
-                                    generated_by=[{"Name": "analysis.simulation.acquisition", "Version": software_versions().get("analysis", "unknown")}])]
-    anat = _subject_dir(root, ents)
-    common = {
-        "MagneticFieldStrength": float(sim.b0_tesla),
-        "RepetitionTime": sim.repetition_time_s,
-        "FlipAngle": sim.flip_angle_deg,
-        "MRAcquisitionType": "3D",
-        "ScanningSequence": "GR",
-        "SequenceVariant": "SP",
-        "PulseSequenceType": "spoiled multi-echo gradient echo",
-        "Manufacturer": "simulated (analysis.simulation.acquisition)",
-        "EchoTrainLength": int(len(sim.echo_times_s)),
-        "NoiseSigma": float(sim.noise_sigma),
-        "SNRFirstEchoBrain": sim.snr,
-    }
-    common = {k: v for k, v in common.items() if v is not None}
-    for n, te in enumerate(sim.echo_times_s):
-        for part in ("mag", "phase"):
-            e = dict(ents, echo=str(n + 1), part=part)
-            nii = anat / _bids_name(e, "MEGRE")
-            side = dict(common, EchoTime=float(te), EchoNumber=n + 1)
-            if part == "mag":
-                _save_nifti(mag[..., n], sim.affine, nii, dtype=np.float32)
-                side["Units"] = "arbitrary"
-                side["ImageType"] = ["ORIGINAL", "PRIMARY", "M"]
-            elif phase_units == "rad":
-                _save_nifti(pha[..., n], sim.affine, nii, dtype=np.float32)
-                side["Units"] = "rad"
-                side["ImageType"] = ["ORIGINAL", "PRIMARY", "P"]
-            else:
-                ints = np.mod(np.round((pha[..., n].astype(np.float64) + np.pi) * 4096.0 / (2 * np.pi)), 4096)
-                _save_nifti(ints, sim.affine, nii, dtype=np.int16)
-                side["Units"] = "arbitrary"
-                side["ImageType"] = ["ORIGINAL", "PRIMARY", "P"]
-            written.append(nii)
-            written.append(_write_json(anat / _bids_name(e, "MEGRE", ".json"), side))
-    if phantom is not None and write_truth_files:
-        written += write_truth(root / "derivatives" / "truth", phantom, subject=sub, session=session, sim=sim)
-    return written
-
-
-def write_truth(truth_dir, phantom, *, subject="01", session=None, sim=None):
-    """Write the phantom's ground truth as a BIDS derivative dataset.
-
-    Files in ``truth_dir/sub-<L>/anat/``: ``_Chimap.nii.gz`` (χ, ppm), ``_desc-truth_dseg.nii.gz``
-    (truth labels) and ``_desc-aseg_dseg.nii.gz`` (FreeSurfer-like aseg) with a shared
-    ``_desc-truth_dseg.tsv`` look-up table, masks ``_desc-{brain,csf,veins,lesions}_mask``,
-    ``_R2starmap`` (Hz), ``_M0map``, and if ``sim`` is given the fields
-    ``_desc-{total,local}_fieldmap.nii.gz`` (ppm). ``_truth.tsv`` is the per-label truth table and
-    ``_phantom.json`` the phantom parameters (thalamic and lesion volumes, seed, …).
-    """
-    import pandas as pd
-
-    sub = _clean_label(subject)
-    ents = {"sub": sub}
-    if session is not None:
-        ents["ses"] = _clean_label(session, "session label")
-    root = Path(truth_dir)
-    out = [_dataset_description(root, name="Ground truth of the simulated head phantom", derivative=True,
-                                generated_by=[{"Name": "analysis.simulation.phantom",
-                                               "Version": software_versions().get("analysis", "unknown")}])]
-    anat = _subject_dir(root, ents)
-    aff = phantom.affine
-
-    def nm(suffix, ext=".nii.gz", **extra):
-        return anat / _bids_name(dict(ents, **extra), suffix, ext)
-
-    out.append(_save_nifti(phantom.chi_ppm, aff, nm("Chimap"), dtype=np.float32))
-    out.append(_write_json(nm("Chimap", ".json"), {"Units": "ppm", "Description": "ground-truth susceptibility, relative to CSF = 0",
-                                                   "AirSusceptibility": phantom.params.get("air_chi_ppm")}))
-    out.append(_save_nifti(phantom.labels, aff, nm("dseg", desc="truth"), dtype=np.int16))
-    out.append(_save_nifti(phantom.aseg, aff, nm("dseg", desc="aseg"), dtype=np.int16))
-    from analysis.simulation.phantom import label_names
-
-    lut = pd.DataFrame(sorted(label_names().items()), columns=["index", "name"])
-    with atomic_path(nm("dseg", ".tsv", desc="truth")) as tmp:
-        lut.to_csv(tmp, sep="\t", index=False)
-    out.append(nm("dseg", ".tsv", desc="truth"))
-    for desc, arr in (("brain", phantom.brain_mask), ("csf", phantom.csf_mask), ("veins", phantom.vein_mask),
-                      ("lesions", phantom.lesion_mask)):
-        out.append(_save_nifti(arr, aff, nm("mask", desc=desc), dtype=np.uint8))
-    out.append(_save_nifti(phantom.r2star_hz, aff, nm("R2starmap"), dtype=np.float32))
-    out.append(_write_json(nm("R2starmap", ".json"), {"Units": "Hz"}))
-    out.append(_save_nifti(phantom.m0, aff, nm("M0map"), dtype=np.float32))
-    if sim is not None:
-        for desc, arr in (("total", sim.total_field_ppm), ("local", sim.local_field_ppm)):
-            out.append(_save_nifti(arr, aff, nm("fieldmap", desc=desc), dtype=np.float32))
-            out.append(_write_json(nm("fieldmap", ".json", desc=desc), {"Units": "ppm", "B0Direction": list(sim.b0_direction)}))
-    with atomic_path(nm("truth", ".tsv")) as tmp:
-        phantom.truth.to_csv(tmp, sep="\t", index=False)
-    out.append(nm("truth", ".tsv"))
-    params = dict(phantom.params)
-    if sim is not None:
-        params["simulation"] = {"echo_times_s": list(map(float, sim.echo_times_s)), "b0_tesla": sim.b0_tesla,
-                                "snr": sim.snr, "noise_sigma": sim.noise_sigma, "seed": sim.seed,
-                                "repetition_time_s": sim.repetition_time_s, "flip_angle_deg": sim.flip_angle_deg}
-    out.append(_write_json(nm("phantom", ".json"), params))
-    return out
-
-
-def load_truth(truth_dir, participant_label, *, session=None):
-    """Read what :func:`write_truth` wrote: a dict of arrays (``chi_ppm``, ``labels``, ``aseg``,
-    ``brain_mask``, ``csf_mask``, ``vein_mask``, ``lesion_mask``), ``affine``, ``truth``
-    (DataFrame) and ``params`` (dict)."""
-    import pandas as pd
-
-    ents = {"sub": _clean_label(participant_label)}
-    if session is not None:
-        ents["ses"] = _clean_label(session, "session label")
-    anat = _subject_dir(truth_dir, ents)
-
-    def p(suffix, ext=".nii.gz", **extra):
-        path = anat / _bids_name(dict(ents, **extra), suffix, ext)
-        if not path.exists():
-            raise ValueError(f"missing truth file {path}")
-        return path
-
-    chi = nib.load(p("Chimap"))
-    out = {"chi_ppm": np.asarray(chi.dataobj, dtype=np.float32), "affine": chi.affine}
-    out["labels"] = np.asarray(nib.load(p("dseg", desc="truth")).dataobj).astype(np.int16)
-    out["aseg"] = np.asarray(nib.load(p("dseg", desc="aseg")).dataobj).astype(np.int16)
-    for key, desc in (("brain_mask", "brain"), ("csf_mask", "csf"), ("vein_mask", "veins"), ("lesion_mask", "lesions")):
-        out[key] = np.asarray(nib.load(p("mask", desc=desc)).dataobj) > 0
-    out["truth"] = pd.read_csv(p("truth", ".tsv"), sep="\t")
-    out["params"] = json.loads(p("phantom", ".json").read_text(encoding="utf-8"))
-    return out
+    return write_json(path, desc)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -419,7 +259,7 @@ def find_megre(bids_dir, participant_label=None):
     wanted = None
     if participant_label is not None:
         labels = [participant_label] if isinstance(participant_label, str) else list(participant_label)
-        wanted = {_clean_label(x) for x in labels}
+        wanted = {clean_label(x) for x in labels}
     groups = {}
     for path in sorted(root.glob("sub-*/**/anat/*_MEGRE.nii*")):
         if "derivatives" in path.relative_to(root).parts:
@@ -664,10 +504,10 @@ def find_brain_mask(mask_dir, series, data=None):
     ValueError
         If no mask is found, or (naming the file) it is empty or on another grid.
     """
-    anat = _subject_dir(Path(mask_dir), series.entities)
-    names = [_bids_name(dict(series.entities, desc="brain"), "mask", ext) for ext in (".nii.gz", ".nii")]
+    anat = anat_dir(Path(mask_dir), series.entities)
+    names = [bids_name(dict(series.entities, desc="brain"), "mask", ext) for ext in (".nii.gz", ".nii")]
     base = {"sub": series.entities["sub"], **({"ses": series.entities["ses"]} if "ses" in series.entities else {})}
-    names += [_bids_name(dict(base, desc="brain"), "mask", ext) for ext in (".nii.gz", ".nii")]
+    names += [bids_name(dict(base, desc="brain"), "mask", ext) for ext in (".nii.gz", ".nii")]
     path = next((anat / n for n in names if (anat / n).exists()), None)
     if path is None:
         raise ValueError(f"no brain mask for {series.label} in {anat} (looked for {names[0]})")
@@ -722,18 +562,18 @@ def write_qsm_derivatives(out_dir, series, chi_ppm, mask, affine, *, method, par
     if chi.ndim != 3 or msk.shape != chi.shape:
         raise ValueError(f"chi_ppm and mask must be 3-D arrays of one shape, got {chi.shape} and {msk.shape}")
     ents = dict(series.entities)
-    anat = _subject_dir(root, ents)
+    anat = anat_dir(root, ents)
     inputs = [Path(p) for p in series.files]
     versions = software_versions()
-    out = [_dataset_description(root, name="QSM derivatives (thalamic QSM compendium)", derivative=True,
+    out = [dataset_description(root, name="QSM derivatives (thalamic QSM compendium)", derivative=True,
                                 generated_by=[{"Name": "analysis qsm", "Version": versions.get("analysis", "unknown"),
                                                "Description": "python -m analysis qsm"}])]
-    chi_path = anat / _bids_name(ents, "Chimap")
-    mask_path = anat / _bids_name(dict(ents, desc="brain"), "mask")
+    chi_path = anat / bids_name(ents, "Chimap")
+    mask_path = anat / bids_name(dict(ents, desc="brain"), "mask")
     for p in (chi_path, mask_path):
         ensure_not_input(p, *inputs)
-    out.append(_save_nifti(chi, affine, chi_path, dtype=np.float32))
-    out.append(_save_nifti(msk.astype(bool), affine, mask_path, dtype=np.uint8))
+    out.append(save_nifti(chi, affine, chi_path, dtype=np.float32))
+    out.append(save_nifti(msk.astype(bool), affine, mask_path, dtype=np.uint8))
     sources = [f"bids:raw:{p.relative_to(series.root).as_posix()}" for p in inputs]
     side = {
         "Units": "ppm",
@@ -745,15 +585,15 @@ def write_qsm_derivatives(out_dir, series, chi_ppm, mask, affine, *, method, par
     }
     if notes:
         side["Notes"] = list(notes)
-    out.append(_write_json(anat / _bids_name(ents, "Chimap", ".json"), side))
-    out.append(_write_json(anat / _bids_name(dict(ents, desc="brain"), "mask", ".json"),
+    out.append(write_json(anat / bids_name(ents, "Chimap", ".json"), side))
+    out.append(write_json(anat / bids_name(dict(ents, desc="brain"), "mask", ".json"),
                            {"Type": "Brain", "Sources": sources, "Description": f"mask used by {method}"}))
     for desc, (arr, units) in (extra_maps or {}).items():
         a = np.asarray(arr, dtype=np.float32)
         if a.shape != chi.shape:
             raise ValueError(f"extra map {desc!r} has shape {a.shape}, expected {chi.shape}")
-        p = anat / _bids_name(dict(ents, desc=desc), "fieldmap")
+        p = anat / bids_name(dict(ents, desc=desc), "fieldmap")
         ensure_not_input(p, *inputs)
-        out.append(_save_nifti(a, affine, p, dtype=np.float32))
-        out.append(_write_json(p.with_name(p.name.replace(".nii.gz", ".json")), {"Units": units, "Sources": sources}))
+        out.append(save_nifti(a, affine, p, dtype=np.float32))
+        out.append(write_json(p.with_name(p.name.replace(".nii.gz", ".json")), {"Units": units, "Sources": sources}))
     return out

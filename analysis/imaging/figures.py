@@ -18,6 +18,8 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 
+from analysis.imaging.labels import GRAY_MATTER, THALAMUS
+
 __all__ = [
     "FREESURFER_COLORS", "THALAMUS_COLOR", "LESION_COLOR", "GRAY_MATTER_COLOR", "VEIN_COLOR",
     "CSF_REFERENCE_COLOR", "to_canonical", "on_grid", "plane", "show_slice", "overlay_mask",
@@ -260,7 +262,7 @@ def _labels_data(img):
     return c, np.rint(np.asarray(c.dataobj, dtype=float)).astype(np.int64)
 
 
-def thalamic_level_mm(aseg_img, *, labels=(10, 49)):
+def thalamic_level_mm(aseg_img, *, labels=THALAMUS):
     """World z (mm) of the axial slice with the most thalamic voxels (labels 10/49)."""
     c, data = _labels_data(aseg_img)
     counts = np.isin(data, labels).sum(axis=(0, 1))
@@ -326,7 +328,7 @@ def figure1_segmentation(t1_img, aseg_img, *, parcellation_img=None, z_mm=None,
     sagittal_x_mm : float, optional
         Default: 30 mm left of the midline of the thalami.
     gray_labels : sequence of int, optional
-        Labels of the grey-matter mask; default :data:`analysis.simulation.phantom_subject.GRAY_MATTER`.
+        Labels of the grey-matter mask; default :data:`analysis.imaging.labels.GRAY_MATTER`.
 
     Returns
     -------
@@ -334,7 +336,6 @@ def figure1_segmentation(t1_img, aseg_img, *, parcellation_img=None, z_mm=None,
     """
     import matplotlib.pyplot as plt
 
-    from analysis.simulation.phantom_subject import GRAY_MATTER
 
     t1 = to_canonical(t1_img)
     aseg_c, labels = _labels_data(aseg_img)
@@ -342,7 +343,7 @@ def figure1_segmentation(t1_img, aseg_img, *, parcellation_img=None, z_mm=None,
     if z_mm is None:
         z_mm = thalamic_level_mm(aseg_c)
     gm = _mask_img(np.isin(labels, GRAY_MATTER if gray_labels is None else gray_labels), aseg_c)
-    thal = _mask_img(np.isin(labels, (10, 49)), aseg_c)
+    thal = _mask_img(np.isin(labels, THALAMUS), aseg_c)
     if parcellation_img is not None:
         parc_c, parc = _labels_data(parcellation_img)
         ribbon = nib.Nifti1Image(np.where((parc >= 1000) & (parc < 3000), parc, 0).astype(np.int32),
@@ -402,7 +403,7 @@ def figure1_qsm(chi_imgs, aseg_img, *, rois=None, z_mm=None, vmin_ppm=-0.15, vma
     aseg_c, labels = _labels_data(aseg_img)
     if z_mm is None:
         z_mm = thalamic_level_mm(aseg_c)
-    thal = _mask_img(np.isin(labels, (10, 49)), aseg_c)
+    thal = _mask_img(np.isin(labels, THALAMUS), aseg_c)
     n = len(chi_imgs)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n + 0.8, 4.4), facecolor="k", squeeze=False)
     im = None

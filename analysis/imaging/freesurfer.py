@@ -60,93 +60,15 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from analysis.imaging.labels import LEFT_THALAMUS, RIGHT_THALAMUS, THALAMUS_NAMES
+
 __all__ = [
-    "LEFT_THALAMUS", "RIGHT_THALAMUS", "LEFT_LATERAL_VENTRICLE", "RIGHT_LATERAL_VENTRICLE",
-    "THALAMUS_NAMES", "MissingMeasureError", "Measure", "FreeSurferVersion", "StatsFile",
-    "label_lookup_table", "label_name", "detect_version", "read_stats_file", "read_aseg_stats",
+    "MissingMeasureError", "Measure", "FreeSurferVersion", "StatsFile",
+    "detect_version", "read_stats_file", "read_aseg_stats",
     "read_aparc_stats", "thalamic_volumes", "SEGMENTATION_CANDIDATES", "find_segmentation",
     "load_aseg",
     "read_subject_stats",
 ]
-
-#: aseg label ids used by the compendium (identical in FreeSurfer 5.x, 6 and 7).
-LEFT_THALAMUS = 10
-RIGHT_THALAMUS = 49
-LEFT_LATERAL_VENTRICLE = 4
-RIGHT_LATERAL_VENTRICLE = 43
-
-#: Accepted names of the thalamus labels: (FreeSurfer <= 6, FreeSurfer >= 7).
-THALAMUS_NAMES = {
-    LEFT_THALAMUS: ("Left-Thalamus-Proper", "Left-Thalamus"),
-    RIGHT_THALAMUS: ("Right-Thalamus-Proper", "Right-Thalamus"),
-}
-
-# Labels of FreeSurferColorLUT.txt that appear in aseg.mgz, FreeSurfer 7 spelling.
-_LUT_V7 = {
-    0: "Unknown",
-    2: "Left-Cerebral-White-Matter", 3: "Left-Cerebral-Cortex",
-    4: "Left-Lateral-Ventricle", 5: "Left-Inf-Lat-Vent",
-    7: "Left-Cerebellum-White-Matter", 8: "Left-Cerebellum-Cortex",
-    9: "Left-Thalamus-unused", 10: "Left-Thalamus",
-    11: "Left-Caudate", 12: "Left-Putamen", 13: "Left-Pallidum",
-    14: "3rd-Ventricle", 15: "4th-Ventricle", 16: "Brain-Stem",
-    17: "Left-Hippocampus", 18: "Left-Amygdala", 24: "CSF",
-    26: "Left-Accumbens-area", 28: "Left-VentralDC", 30: "Left-vessel",
-    31: "Left-choroid-plexus",
-    41: "Right-Cerebral-White-Matter", 42: "Right-Cerebral-Cortex",
-    43: "Right-Lateral-Ventricle", 44: "Right-Inf-Lat-Vent",
-    46: "Right-Cerebellum-White-Matter", 47: "Right-Cerebellum-Cortex",
-    48: "Right-Thalamus-unused", 49: "Right-Thalamus",
-    50: "Right-Caudate", 51: "Right-Putamen", 52: "Right-Pallidum",
-    53: "Right-Hippocampus", 54: "Right-Amygdala", 58: "Right-Accumbens-area",
-    60: "Right-VentralDC", 62: "Right-vessel", 63: "Right-choroid-plexus",
-    72: "5th-Ventricle", 77: "WM-hypointensities", 80: "non-WM-hypointensities",
-    85: "Optic-Chiasm",
-    251: "CC_Posterior", 252: "CC_Mid_Posterior", 253: "CC_Central",
-    254: "CC_Mid_Anterior", 255: "CC_Anterior",
-}
-# FreeSurfer <= 6 differs only in labels 9/10 and 48/49.
-_LUT_V6 = {**_LUT_V7, 9: "Left-Thalamus", 10: "Left-Thalamus-Proper",
-           48: "Right-Thalamus", 49: "Right-Thalamus-Proper"}
-
-
-def label_lookup_table(*, version=7):
-    """Label id -> structure name for the aseg labels the compendium uses.
-
-    Parameters
-    ----------
-    version : int, str or FreeSurferVersion, optional
-        FreeSurfer major version (5, 6, 7, ...) or a :class:`FreeSurferVersion`. Versions <= 6
-        use ``Left-Thalamus-Proper`` for label 10, version 7 and later ``Left-Thalamus``.
-
-    Returns
-    -------
-    dict of int -> str
-        A copy; editing it does not change the module's table.
-    """
-    major = _major_of(version)
-    return dict(_LUT_V6 if major <= 6 else _LUT_V7)
-
-
-def label_name(label_id, *, version=7):
-    """Name of aseg label ``label_id`` in FreeSurfer ``version`` (``ValueError`` if unknown)."""
-    lut = label_lookup_table(version=version)
-    try:
-        return lut[int(label_id)]
-    except KeyError:
-        raise ValueError(f"aseg label {label_id} is not in the compendium's lookup table") from None
-
-
-def _major_of(version):
-    if isinstance(version, FreeSurferVersion):
-        if version.major is None:
-            raise ValueError(f"FreeSurfer version {version.version!r} has no known major version")
-        return version.major
-    try:
-        return int(str(version).strip().lstrip("<>=").split(".")[0])
-    except ValueError:
-        raise ValueError(f"cannot read a FreeSurfer major version from {version!r}") from None
-
 
 # ---------------------------------------------------------------------------------------------
 # Data classes

@@ -23,22 +23,25 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from analysis.imaging.labels import (CAUDATE, CEREBRAL_WHITE_MATTER, LATERAL_VENTRICLES, PALLIDUM, PUTAMEN, THALAMUS,
+                                     VENTRICULAR_CSF)
+
 __all__ = ["nrmse", "hfen", "ssim", "log_kernel", "label_errors", "accuracy_table", "QSM_STRUCTURES",
            "CSF_REFERENCE_LABELS", "qsm_accuracy_table"]
 
 #: Structures of :func:`qsm_accuracy_table`: name → label ids (FreeSurfer aseg ids, and the
 #: head phantom's vein ids 901-905), left and right pooled.
 QSM_STRUCTURES = {
-    "thalamus": (10, 49),
-    "caudate": (11, 50),
-    "putamen": (12, 51),
-    "pallidum": (13, 52),
-    "white matter": (2, 41),
-    "CSF": (4, 43, 5, 44, 14, 15),
+    "thalamus": THALAMUS,
+    "caudate": CAUDATE,
+    "putamen": PUTAMEN,
+    "pallidum": PALLIDUM,
+    "white matter": CEREBRAL_WHITE_MATTER,
+    "CSF": VENTRICULAR_CSF,
     "veins": (901, 902, 903, 904, 905),
 }
 #: Labels of the CSF reference of :func:`qsm_accuracy_table`: the lateral ventricles.
-CSF_REFERENCE_LABELS = (4, 43)
+CSF_REFERENCE_LABELS = LATERAL_VENTRICLES
 
 
 def _prep(estimate, truth, mask):

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import nibabel as nib
 import numpy as np
 
+from analysis.imaging.labels import THALAMUS
 from analysis.imaging.figures import outline_mask, panel_label, show_slice
 
 __all__ = ["slice_levels_mm", "figure_acquisition", "figure_field_map", "figure_local_fields",
@@ -56,7 +57,7 @@ def _world(affine, ijk):
     return affine[:3, :3] @ np.asarray(ijk, float) + affine[:3, 3]
 
 
-def slice_levels_mm(affine, *, mask=None, labels=None, thalamus_labels=(10, 49)):
+def slice_levels_mm(affine, *, mask=None, labels=None, thalamus_labels=THALAMUS):
     """World coordinates (mm) of the axial (z) and coronal (y) slices the figures show.
 
     Through the centre of the thalami (``labels`` with ids ``thalamus_labels``) when a

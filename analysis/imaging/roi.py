@@ -42,17 +42,17 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
+from nilearn.image import resample_to_img
 from scipy import ndimage
 
-from analysis.cohort.dictionary import COLUMN_NAMES
-from analysis.imaging.freesurfer import (LEFT_LATERAL_VENTRICLE, LEFT_THALAMUS, RIGHT_LATERAL_VENTRICLE,
-                         RIGHT_THALAMUS, THALAMUS_NAMES, load_aseg, read_subject_stats)
+from analysis.imaging.freesurfer import load_aseg
+
+from analysis.imaging.labels import (LEFT_LATERAL_VENTRICLE, LEFT_THALAMUS, RIGHT_LATERAL_VENTRICLE, RIGHT_THALAMUS,
+                                     THALAMUS_NAMES)
 
 __all__ = [
-    "SIDES", "IMAGING_COLUMNS", "CLINICAL_COLUMNS", "COHORT_COLUMNS", "ThalamicROIs",
-    "to_qsm_space", "vein_mask", "csf_reference_mask", "thalamic_rois", "thalamic_susceptibility",
-    "lesion_volume_ml", "subject_row", "measure_subject", "merge_clinical",
+    "SIDES", "ThalamicROIs", "to_qsm_space", "vein_mask", "csf_reference_mask", "thalamic_rois",
+    "thalamic_susceptibility", "lesion_volume_ml",
 ]
 
 #: side -> (thalamus label, lateral-ventricle label)
@@ -60,19 +60,6 @@ SIDES = {"left": (LEFT_THALAMUS, LEFT_LATERAL_VENTRICLE),
          "right": (RIGHT_THALAMUS, RIGHT_LATERAL_VENTRICLE)}
 _VENTRICLE_NAMES = {LEFT_LATERAL_VENTRICLE: "Left-Lateral-Ventricle",
                     RIGHT_LATERAL_VENTRICLE: "Right-Lateral-Ventricle"}
-
-#: Columns of a per-subject imaging row (the imaging half of the cohort CSV).
-IMAGING_COLUMNS = ("subject_id", "thalamic_volume_mm3", "thalamic_relative_susceptibility_ppb",
-                   "total_gray_matter_volume_mm3", "mean_cortical_thickness_mm",
-                   "t2_lesion_volume_ml")
-#: Columns that come from the clinical CSV, merged by ``subject_id``.
-CLINICAL_COLUMNS = ("age_years", "sex", "edss", "disease_duration_years", "dmt_use",
-                    "enhancing_lesions_present")
-#: Column order of the cohort CSV: the data dictionary's (:data:`analysis.cohort.dictionary.COLUMN_NAMES`).
-COHORT_COLUMNS = tuple(COLUMN_NAMES)
-if set(COHORT_COLUMNS) != set(IMAGING_COLUMNS) | set(CLINICAL_COLUMNS):  # pragma: no cover
-    raise ImportError("analysis.imaging.roi: IMAGING_COLUMNS + CLINICAL_COLUMNS differ from the cohort "
-                      "data dictionary (analysis.cohort.dictionary.COLUMNS)")
 
 PPM_TO_PPB = 1000.0
 
@@ -130,8 +117,6 @@ def to_qsm_space(seg_img, chimap_img):
     the label grid is coarser than the χ grid it is upsampled blockwise; when finer, each χ
     voxel takes the label at its centre.
     """
-    from nilearn.image import resample_to_img
-
     seg = load_aseg(seg_img)
     chi = _load_3d(chimap_img, "χ map")
     if _same_grid(seg, chi):
@@ -583,7 +568,7 @@ def thalamic_susceptibility(chimap_img, aseg_img, *, exclude_veins=True, vein_th
 
 
 # ---------------------------------------------------------------------------------------------
-# Lesions and cohort rows
+# Lesions
 # ---------------------------------------------------------------------------------------------
 
 def lesion_volume_ml(lesion_img, *, threshold=0.5):
@@ -611,111 +596,3 @@ def lesion_volume_ml(lesion_img, *, threshold=0.5):
     if voxel_mm3 <= 0:
         raise ValueError("lesion mask has a singular affine (voxel volume 0)")
     return float(np.count_nonzero(data >= threshold)) * voxel_mm3 / 1000.0
-
-
-def subject_row(subject_id, *, freesurfer_stats, susceptibility, t2_lesion_volume_ml):
-    """One subject's imaging values in the cohort CSV's column names.
-
-    Parameters
-    ----------
-    subject_id : str
-    freesurfer_stats : dict
-        From :func:`analysis.imaging.freesurfer.read_subject_stats` (``thalamic_volume_mm3``,
-        ``total_gray_volume_mm3``, ``mean_cortical_thickness_mm``).
-    susceptibility : dict or float
-        From :func:`thalamic_susceptibility` (its ``relative_ppb``), or the value in ppb.
-    t2_lesion_volume_ml : float
-        From :func:`lesion_volume_ml` (mL).
-
-    Returns
-    -------
-    dict
-        Keys :data:`IMAGING_COLUMNS`, in that order.
-    """
-    rel = susceptibility["relative_ppb"] if isinstance(susceptibility, dict) else susceptibility
-    try:
-        row = {
-            "subject_id": str(subject_id),
-            "thalamic_volume_mm3": float(freesurfer_stats["thalamic_volume_mm3"]),
-            "thalamic_relative_susceptibility_ppb": float(rel),
-            "total_gray_matter_volume_mm3": float(freesurfer_stats["total_gray_volume_mm3"]),
-            "mean_cortical_thickness_mm": float(freesurfer_stats["mean_cortical_thickness_mm"]),
-            "t2_lesion_volume_ml": float(t2_lesion_volume_ml),
-        }
-    except KeyError as exc:
-        raise ValueError(f"subject {subject_id}: freesurfer_stats lacks {exc.args[0]!r}") from None
-    return row
-
-
-def measure_subject(subject_id, *, subject_dir, chimap, lesion_mask, aseg=None, **roi_options):
-    """Measure one subject from files and return its imaging row (:func:`subject_row`).
-
-    Parameters
-    ----------
-    subject_id : str
-    subject_dir : str or Path
-        FreeSurfer subject directory (stats files; also ``mri/aseg.mgz`` unless ``aseg`` given).
-    chimap : str, Path or nibabel image
-        χ map (ppm).
-    lesion_mask : str, Path or nibabel image
-        T2 lesion mask.
-    aseg : str, Path or nibabel image, optional
-        Segmentation registered to the χ map; default the subject's own ``mri/aseg.mgz`` (only
-        correct when it is already in QSM world space).
-    **roi_options
-        Passed to :func:`thalamic_susceptibility`.
-    """
-    stats = read_subject_stats(subject_dir)
-    seg = load_aseg(aseg if aseg is not None else subject_dir)
-    sus = thalamic_susceptibility(chimap, seg, **roi_options)
-    return subject_row(subject_id, freesurfer_stats=stats, susceptibility=sus,
-                       t2_lesion_volume_ml=lesion_volume_ml(lesion_mask))
-
-
-def merge_clinical(imaging, clinical):
-    """Merge imaging rows with the clinical table by ``subject_id`` into the cohort format.
-
-    Parameters
-    ----------
-    imaging : pandas.DataFrame or sequence of dict
-        Rows with :data:`IMAGING_COLUMNS`.
-    clinical : pandas.DataFrame, str or Path
-        Clinical table (or CSV) with ``subject_id`` and :data:`CLINICAL_COLUMNS`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per imaging subject, columns :data:`COHORT_COLUMNS` first (extra clinical
-        columns kept after them).
-
-    Raises
-    ------
-    FileNotFoundError
-        Missing clinical CSV (named).
-    ValueError
-        Missing column (named), duplicated subject ids, or imaging subjects without a clinical
-        row (named).
-    """
-    img = pd.DataFrame(list(imaging)) if not isinstance(imaging, pd.DataFrame) else imaging.copy()
-    if isinstance(clinical, (str, Path)):
-        if not Path(clinical).is_file():
-            raise FileNotFoundError(f"clinical CSV not found: {clinical}")
-        clin = pd.read_csv(clinical)
-    else:
-        clin = clinical.copy()
-    for name, df, cols in (("imaging table", img, IMAGING_COLUMNS),
-                           ("clinical table", clin, ("subject_id", *CLINICAL_COLUMNS))):
-        missing = [c for c in cols if c not in df.columns]
-        if missing:
-            raise ValueError(f"{name} lacks column(s) {missing}")
-        df["subject_id"] = df["subject_id"].astype(str)
-        dup = df["subject_id"][df["subject_id"].duplicated()].unique()
-        if len(dup):
-            raise ValueError(f"{name}: duplicated subject_id {list(dup)}")
-    absent = sorted(set(img["subject_id"]) - set(clin["subject_id"]))
-    if absent:
-        raise ValueError(f"no clinical row for subject_id {absent}")
-    clin = clin.drop(columns=[c for c in IMAGING_COLUMNS if c in clin.columns and c != "subject_id"])
-    merged = img[list(IMAGING_COLUMNS)].merge(clin, on="subject_id", how="left", validate="1:1")
-    extra = [c for c in merged.columns if c not in COHORT_COLUMNS]
-    return merged[list(COHORT_COLUMNS) + extra]

@@ -36,6 +36,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analysis.imaging.qsm.kernels import as_direction, forward_field
+from analysis.simulation.bids_dataset import write_megre_subject
+from analysis.simulation.phantom import AIR_CHI_PPM, make_head_phantom
+
 __all__ = [
     "GAMMA_BAR_HZ_PER_T",
     "PAPER_PROTOCOL",
@@ -134,9 +138,6 @@ def phantom_fields(phantom, *, b0_direction=(0.0, 0.0, 1.0)):
         a quarter of its largest dimension on each side), ``local`` the field of χ inside the
         brain mask only (χ = 0 elsewhere).
     """
-    from analysis.simulation.phantom import AIR_CHI_PPM
-    from analysis.imaging.qsm.kernels import forward_field
-
     if phantom.world_chi_ppm is None or phantom.fov_slices is None:
         raise ValueError("the phantom has no world grid (world_chi_ppm/fov_slices); build it with make_head_phantom")
     vs = phantom.voxel_size_mm
@@ -195,8 +196,6 @@ def simulate_megre(phantom, *, echo_times_s=None, snr=100.0, b0_tesla=3.0, b0_di
     -------
     MegreSimulation
     """
-    from analysis.imaging.qsm.kernels import as_direction
-
     te = paper_echo_times() if echo_times_s is None else np.asarray(echo_times_s, dtype=float).ravel()
     if te.size < 1 or not np.all(np.isfinite(te)) or np.any(te <= 0) or np.any(np.diff(te) <= 0):
         raise ValueError(f"echo_times_s must be positive and strictly increasing (seconds), got {te.tolist()}")
@@ -282,7 +281,7 @@ def simulate_bids_subject(bids_dir, *, subject="01", session=None, resolution_mm
         a seed derived from it, so subjects with different seeds differ in lesions and noise.
     echo_times_s, b0_tesla : see :func:`simulate_megre`.
     phase_units : {"rad", "arbitrary"}
-        How the phase images are stored (see :func:`analysis.imaging.bids.write_megre_subject`).
+        How the phase images are stored (see :func:`analysis.simulation.bids_dataset.write_megre_subject`).
     write_truth : bool
         Also write ``derivatives/truth/sub-<L>/…``.
     **phantom_kwargs
@@ -295,9 +294,6 @@ def simulate_bids_subject(bids_dir, *, subject="01", session=None, resolution_mm
     sim : MegreSimulation
     files : list of Path
     """
-    from analysis.imaging.bids import write_megre_subject
-    from analysis.simulation.phantom import make_head_phantom
-
     sim_seed = int(np.random.SeedSequence(int(seed)).generate_state(1)[0])
     phantom = make_head_phantom(resolution_mm=resolution_mm, seed=seed, **phantom_kwargs)
     sim = simulate_megre(phantom, echo_times_s=echo_times_s, snr=snr, b0_tesla=b0_tesla, seed=sim_seed)

@@ -64,7 +64,12 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from analysis.cohort.dictionary import DEFAULT_COHORT_CSV, DEFAULT_SEED
+from analysis.io import write_csv
 from analysis.stats.published import interval, published, table_rows
+
+__all__ = ["synthetic_cohort", "write_synthetic_cohort", "calibrated_covariates", "table2_covariance_target",
+           "build_outcome", "targets"]
 
 N = 95
 N_FEMALE = 64          # "two-thirds" (63 or 64); only 64 fits Table 2's sex row with SD 11.7 (see notes)
@@ -968,3 +973,22 @@ def synthetic_cohort(seed=20180301, *, log=None):
         "mean_cortical_thickness_mm": np.round(outcomes["mean_cortical_thickness_mm"][order], 5),
     })
     return df
+
+
+def write_synthetic_cohort(path=DEFAULT_COHORT_CSV, *, seed=None):
+    """Generate the calibrated synthetic cohort (:func:`synthetic_cohort`) and write it atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        CSV to write (default: the bundled ``data/cohort.csv``).
+    seed : int, optional
+        Random seed (default :data:`analysis.cohort.dictionary.DEFAULT_SEED`, 20180301).
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    df = synthetic_cohort(seed=DEFAULT_SEED if seed is None else seed)
+    return write_csv(df, path)

@@ -87,8 +87,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from joblib import Parallel, delayed
+from tqdm import tqdm  # text bar: works in terminals, notebooks and papermill logs
+
+from analysis.cohort.dictionary import COLUMN_NAMES, DEFAULT_SEED, load_cohort, validate_cohort
+from analysis.cohort.subject import measure_subject
+from analysis.imaging.freesurfer import load_aseg
+from analysis.imaging.labels import LATERAL_VENTRICLES, THALAMUS
+from analysis.imaging.metrics import nrmse
+from analysis.imaging.qsm.recipes import complete_recipe
+from analysis.imaging.reconstruct import reconstruct_dataset
+from analysis.imaging.roi import thalamic_susceptibility
 from analysis.io import json_default, write_text
-from analysis.cohort.dictionary import COLUMN_NAMES, DEFAULT_SEED, validate_cohort
+from analysis.simulation import phantom_subject as ps
+from analysis.simulation.acquisition import simulate_megre
+from analysis.simulation.bids_dataset import write_megre_subject
+from analysis.simulation.phantom import TISSUES, make_head_phantom
 
 logger = logging.getLogger(__name__)
 
@@ -309,8 +323,6 @@ def _fingerprint(row, index, settings):
 # ---------------------------------------------------------------------------------------------
 
 def _aseg_thalamus_mm3(phantom):
-    from analysis.simulation.phantom import THALAMUS
-
     voxel_mm3 = float(np.prod(phantom.voxel_size_mm))
     return float(np.count_nonzero(np.isin(phantom.aseg, THALAMUS))) * voxel_mm3
 
@@ -321,15 +333,11 @@ def template_thalamic_volume_mm3(resolution_mm):
 
     The thalamus scale of a subject starts from ``target / template``. Cached per process.
     """
-    from analysis.simulation.phantom import make_head_phantom
-
     ph = make_head_phantom(resolution_mm=float(resolution_mm), seed=0, lesion_volume_ml=0.0)
     return _aseg_thalamus_mm3(ph)
 
 
 def _csf_reference_chi_ppm():
-    from analysis.simulation.phantom import LATERAL_VENTRICLES, TISSUES
-
     return float(np.mean([TISSUES[k].chi_ppm for k in LATERAL_VENTRICLES]))
 
 
@@ -370,8 +378,6 @@ def build_subject_phantom(*, relative_susceptibility_ppb, thalamic_volume_mm3, t
         outside the scale range [0.3, 2] × template, lesion volume below one voxel or above
         200 mL).
     """
-    from analysis.simulation.phantom import make_head_phantom
-
     res = float(settings.resolution_mm)
     template = template_thalamic_volume_mm3(res)
     target = float(thalamic_volume_mm3)
@@ -418,8 +424,6 @@ def _reconstruct(phantom, seed, settings, scratch):
     """χ map (nibabel image, ppm, NaN outside the reconstruction mask) and the raw results."""
     import nibabel as nib
 
-    from analysis.simulation import phantom_subject as ps
-
     if settings.qsm_route == "phantom":
         chi_img, rec, _ = ps.reconstruct_phantom(
             phantom, snr=settings.snr, seed=seed, background=settings.background,
@@ -427,26 +431,17 @@ def _reconstruct(phantom, seed, settings, scratch):
             lambda_=settings.lambda_)
         return chi_img, rec["chi_ppm"], rec["mask"]
 
-    # BIDS route: the acquisition as files, reconstructed by the command-line path
-    from analysis.imaging.bids import write_megre_subject
-    from analysis.cli.qsm import run_qsm
-    from analysis.simulation.acquisition import simulate_megre
-
+    # BIDS route: the acquisition as files, reconstructed by the same code as ``python -m analysis qsm``
     bids_dir, qsm_dir = scratch / "bids", scratch / "bids" / "derivatives" / "qsm"
     label = "01"
     sim = simulate_megre(phantom, snr=settings.snr, seed=ps.simulation_seed(seed))
     write_megre_subject(bids_dir, sim, subject=label, phantom=phantom, write_truth_files=True)
-    opts = {"background": settings.background}
-    if settings.background == "vsharp":           # the spheres of reconstruct_phantom
-        step = float(max(phantom.voxel_size_mm))
-        opts["background_options"] = {"radii_mm": np.arange(float(settings.vsharp_max_radius_mm),
-                                                            step - 1e-9, -step)}
-    if settings.method == "medi0":
-        opts["csf_mask"] = np.isin(phantom.labels, (4, 43))
-    if settings.background == "pdf" and settings.method in ("medi", "medi0"):   # as reconstruct_phantom
-        opts.update(smv_radius_mm=5.0, merit=True)
-    run_qsm(bids_dir, qsm_dir, participant_label=label, recipe="plain", method=settings.method, lambda_=settings.lambda_,
-            brain_mask_dir=bids_dir / "derivatives" / "truth", save_fields=False, progress=False, **opts)
+    opts = complete_recipe(background=settings.background, method=settings.method, lambda_=settings.lambda_,
+                           voxel_size_mm=phantom.voxel_size_mm, vsharp_max_radius_mm=settings.vsharp_max_radius_mm,
+                           csf_mask=np.isin(phantom.labels, LATERAL_VENTRICLES))
+    method, lambda_ = opts.pop("method"), opts.pop("lambda_", None)
+    reconstruct_dataset(bids_dir, qsm_dir, participant_label=label, recipe="plain", method=method, lambda_=lambda_,
+                        brain_mask_dir=bids_dir / "derivatives" / "truth", save_fields=False, progress=False, **opts)
     anat = qsm_dir / f"sub-{label}" / "anat"
     chi = np.asarray(nib.load(str(anat / f"sub-{label}_Chimap.nii.gz")).dataobj, dtype=np.float32)
     mask = np.asarray(nib.load(str(anat / f"sub-{label}_desc-brain_mask.nii.gz")).dataobj) > 0
@@ -487,11 +482,6 @@ def measure_cohort_subject(row, settings, *, index):
         exclusion, the phantom's grey-matter volume and cortical thickness, ROI voxel counts,
         the reconstruction's whole-brain NRMSE (%), timings (s), host and a fingerprint.
     """
-    from analysis.simulation import phantom_subject as ps
-    from analysis.imaging import roi
-    from analysis.imaging.freesurfer import load_aseg, read_subject_stats
-    from analysis.imaging.metrics import nrmse
-
     t0 = time.perf_counter()
     subject_id = str(row.get("subject_id", f"index-{index}"))
     seed = subject_seed(settings.seed, index)
@@ -530,14 +520,10 @@ def measure_cohort_subject(row, settings, *, index):
 
         t = time.perf_counter()
         subj = ps.write_phantom_subject(phantom, scratch / "freesurfer", subject_id)
-        stats = read_subject_stats(subj.subject_dir)
-        aseg = load_aseg(subj.subject_dir)
-        sus = roi.thalamic_susceptibility(chi_img, aseg, exclude_veins=True,
-                                          vein_threshold_mad=settings.vein_threshold_mad)
-        sus_all = roi.thalamic_susceptibility(chi_img, aseg, exclude_veins=False)
-        lesion_ml = roi.lesion_volume_ml(subj.subject_dir / "mri" / "lesions.mgz")
-        imaging = roi.subject_row(subject_id, freesurfer_stats=stats, susceptibility=sus,
-                                  t2_lesion_volume_ml=lesion_ml)
+        imaging = measure_subject(subject_id, freesurfer_dir=subj.subject_dir, chimap=chi_img,
+                                  lesion_mask=subj.subject_dir / "mri" / "lesions.mgz", exclude_veins=True,
+                                  vein_threshold_mad=settings.vein_threshold_mad)
+        sus_all = thalamic_susceptibility(chi_img, load_aseg(subj.subject_dir), exclude_veins=False)
         t_measure = time.perf_counter() - t
     except Exception as exc:  # noqa: BLE001 - a failing subject must not stop the others
         logger.warning("subject %s failed: %s", subject_id, exc)
@@ -561,8 +547,8 @@ def measure_cohort_subject(row, settings, *, index):
         "measured_thalamic_relative_susceptibility_no_vein_exclusion_ppb": float(sus_all["relative_ppb"]),
         "measured_total_gray_matter_volume_mm3": float(imaging["total_gray_matter_volume_mm3"]),
         "measured_mean_cortical_thickness_mm": float(imaging["mean_cortical_thickness_mm"]),
-        "n_thalamus_voxels": int(sus["n_voxels"]), "n_vein_voxels_excluded": int(sus["n_vein_voxels_excluded"]),
-        "n_csf_voxels": int(sus["n_csf_voxels"]), "reconstruction_nrmse_percent": float(err),
+        "n_thalamus_voxels": int(imaging["n_voxels"]),
+        "n_vein_voxels_excluded": int(imaging["n_vein_voxels_excluded"]), "n_csf_voxels": int(imaging["n_csf_voxels"]), "reconstruction_nrmse_percent": float(err),
         "seconds_phantom": t_phantom, "seconds_reconstruction": t_recon, "seconds_measurement": t_measure,
         "seconds_total": time.perf_counter() - t0, "host": platform.node(),
         "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -667,8 +653,6 @@ def _fft_workers_env(n_workers):
 
 
 def _run_joblib(tasks, settings, n_jobs, on_result):
-    from joblib import Parallel, delayed
-
     workers = n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
     with _fft_workers_env(min(workers, len(tasks))):
         par = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
@@ -740,10 +724,6 @@ def run_imaging_cohort(cohort, *, work_dir, settings=None, n_subjects=None, subj
     ValueError
         Invalid cohort (naming column and row), unknown ``subject_ids``, bad ``n_jobs``.
     """
-    from tqdm import tqdm                   # text bar: works in terminals, notebooks and papermill logs
-
-    from analysis.cohort.dictionary import load_cohort
-
     t0 = time.perf_counter()
     settings = ImagingSettings() if settings is None else settings
     if not isinstance(settings, ImagingSettings):

@@ -62,6 +62,8 @@ import pandas as pd
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from analysis.imaging.labels import LATERAL_VENTRICLES, THALAMUS, VENTRICULAR_CSF
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -152,9 +154,6 @@ TISSUES: dict[int, Tissue] = {
     913: Tissue("Air-Cavity", AIR_CHI_PPM, 0.0, 0.0, 1.0),
 }
 
-THALAMUS = (10, 49)
-LATERAL_VENTRICLES = (4, 43)
-VENTRICULAR_CSF = (4, 43, 5, 44, 14, 15)
 VEINS = (901, 902, 903, 904, 905)
 LESION = 77
 SKULL, SCALP, AIR_CAVITY = 911, 912, 913

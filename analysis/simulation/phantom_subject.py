@@ -69,11 +69,14 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from analysis.imaging.labels import (CEREBELLUM_CORTEX, CEREBRAL_WHITE_MATTER, CORTEX, GRAY_MATTER, LATERAL_VENTRICLES,
+                                     SUBCORTICAL_GRAY, THALAMUS, VENTRICLES_CHOROID, label_lookup_table)
+from analysis.imaging.qsm.pipeline import reconstruct_megre
+from analysis.imaging.qsm.recipes import complete_recipe
 from analysis.io import atomic_path, write_text
-from analysis.imaging.freesurfer import label_lookup_table
+from analysis.simulation.acquisition import simulate_megre
 
 __all__ = [
-    "CORTEX", "CEREBELLUM_CORTEX", "SUBCORTICAL_GRAY", "GRAY_MATTER", "VENTRICLES_CHOROID",
     "T1_INTENSITY", "FLAIR_INTENSITY", "PROVENANCE_FILE", "PhantomSubject",
     "gray_matter_mask", "cortical_parcellation", "synthetic_t1", "synthetic_flair",
     "white_surface_mesh", "phantom_subject_measures", "write_phantom_subject",
@@ -82,19 +85,7 @@ __all__ = [
     "phantom_roi_table", "phantom_qsm_accuracy",
 ]
 
-#: Cerebral cortex (left, right).
-CORTEX = (3, 42)
-#: Cerebellar cortex (left, right).
-CEREBELLUM_CORTEX = (8, 47)
-#: FreeSurfer's ``SubCortGrayVol`` labels (``mri_segstats --subcortgray``): thalamus, caudate,
-#: putamen, pallidum, hippocampus, amygdala, accumbens, ventral DC (substantia nigra, 27/59,
-#: is not in the phantom).
-SUBCORTICAL_GRAY = (10, 11, 12, 13, 17, 18, 26, 28, 49, 50, 51, 52, 53, 54, 58, 60)
-#: Grey matter as counted by FreeSurfer's ``TotalGrayVol``.
-GRAY_MATTER = CORTEX + SUBCORTICAL_GRAY + CEREBELLUM_CORTEX
-#: ``VentricleChoroidVol``: lateral, inferior lateral, 3rd, 4th, 5th ventricles, choroid plexus.
-VENTRICLES_CHOROID = (4, 5, 14, 15, 31, 43, 44, 63, 72)
-_CEREBRAL_WM = (2, 41)
+_CEREBRAL_WM = CEREBRAL_WHITE_MATTER
 _WM_SHARED = (77, 251, 252, 253, 254, 255)    # split between hemispheres by world x
 _EXTERIOR = (0, 24)                           # outside the cortex: background and CSF
 _NOT_CEREBRUM = (7, 8, 46, 47, 15, 16)        # cerebellum, 4th ventricle, brain stem
@@ -742,8 +733,8 @@ def reconstruct_phantom(phantom, *, snr=100.0, seed=0, background="pdf",
         Background field removal (default PDF).
     vsharp_max_radius_mm : float
         Largest V-SHARP sphere (mm), for ``background='vsharp'``; radii go down to one voxel in
-        one-voxel steps. (The pipeline's default is 12 mm; 25 mm gave the lower whole-brain
-        error with V-SHARP on the phantom.)
+        one-voxel steps (:func:`analysis.imaging.qsm.recipes.vsharp_radii_mm`). (The pipeline's
+        default is 12 mm; 25 mm gave the lower whole-brain error with V-SHARP on the phantom.)
     method : {'medi0', 'medi', 'tkd'}
         Dipole inversion (default MEDI+0).
     lambda_ : float
@@ -752,9 +743,10 @@ def reconstruct_phantom(phantom, *, snr=100.0, seed=0, background="pdf",
     progress : bool
         Progress bars.
     smv_radius_mm : float, optional
-        MEDI's SMV high-pass radius (mm). Default (None): 5 mm after PDF or no background removal,
-        none after V-SHARP (whose local field is already high-passed) or for TKD; 0 switches it
-        off.
+        MEDI's SMV high-pass radius (mm). Default (None): the rule of
+        :func:`analysis.imaging.qsm.recipes.complete_recipe` — 5 mm after PDF or no background
+        removal, none after V-SHARP (whose local field is already high-passed) or for TKD; 0
+        switches it off.
     merit : bool, optional
         MEDI's MERIT reweighting. Default (None): on whenever the SMV high-pass is.
 
@@ -791,33 +783,14 @@ def reconstruct_phantom(phantom, *, snr=100.0, seed=0, background="pdf",
     the NRMSE is flat between λ 1500 and 2000 (23.0 %, 23.3 %; 23.9 % at 1000). It was chosen on
     the whole-brain error, not on the thalamus.
     """
-    from analysis.imaging.qsm.pipeline import reconstruct_megre
-    from analysis.simulation.acquisition import simulate_megre
-
+    kw = complete_recipe(background=background, method=method, lambda_=lambda_,
+                         voxel_size_mm=phantom.voxel_size_mm, vsharp_max_radius_mm=vsharp_max_radius_mm,
+                         csf_mask=np.isin(phantom.labels, LATERAL_VENTRICLES), smv_radius_mm=smv_radius_mm,
+                         merit=merit)
     sim = simulate_megre(phantom, snr=snr, seed=simulation_seed(seed))
-    kw = {}
-    if background == "vsharp":
-        step = float(max(phantom.voxel_size_mm))
-        kw["background_options"] = {
-            "radii_mm": np.arange(float(vsharp_max_radius_mm), step - 1e-9, -step)}
-    if method == "medi0":
-        kw["csf_mask"] = np.isin(phantom.labels, (4, 43))
-    if method != "tkd":
-        kw["lambda_"] = lambda_
-        if smv_radius_mm is None:
-            smv_radius_mm = 5.0 if background != "vsharp" else 0.0
-        if merit is None:
-            merit = bool(smv_radius_mm)
-        if smv_radius_mm:
-            kw["smv_radius_mm"] = float(smv_radius_mm)
-        if merit:
-            kw["merit"] = True
-    elif smv_radius_mm or merit:
-        raise ValueError("smv_radius_mm and merit are MEDI options; method='tkd' takes neither")
     rec = reconstruct_megre(sim.magnitude, sim.phase, sim.echo_times_s,
                             voxel_size_mm=sim.voxel_size_mm, b0_tesla=sim.b0_tesla,
-                            b0_direction=sim.b0_direction, mask=phantom.brain_mask,
-                            background=background, method=method, progress=progress, **kw)
+                            b0_direction=sim.b0_direction, mask=phantom.brain_mask, progress=progress, **kw)
     chi = np.where(rec["mask"], rec["chi_ppm"], np.nan).astype(np.float32)
     return nib.Nifti1Image(chi, phantom.affine), rec, sim
 
@@ -870,8 +843,8 @@ def true_thalamic_susceptibility(phantom):
     """
     chi = np.asarray(phantom.chi_ppm, np.float64)
     labels = np.asarray(phantom.labels)
-    thal = float(chi[np.isin(labels, (10, 49))].mean()) * 1000.0
-    csf = float(chi[np.isin(labels, (4, 43))].mean()) * 1000.0
+    thal = float(chi[np.isin(labels, THALAMUS)].mean()) * 1000.0
+    csf = float(chi[np.isin(labels, LATERAL_VENTRICLES)].mean()) * 1000.0
     return {"thalamus_ppb": thal, "csf_reference_ppb": csf, "relative_ppb": thal - csf}
 
 

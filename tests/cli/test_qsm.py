@@ -6,9 +6,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from analysis.cli import qsm as qsm_cli
-from analysis.__main__ import main
-from analysis.imaging.bids import write_megre_subject
+from analysis.cli import main
+from analysis.imaging import reconstruct
+from analysis.imaging.qsm.recipes import resolve_recipe
+from analysis.simulation.bids_dataset import load_truth, write_megre_subject
 from tests.helpers.megre import _edit_json, _tiny_sim
 
 
@@ -29,7 +30,7 @@ class FakeReconstruct:
 @pytest.fixture
 def fake(monkeypatch):
     f = FakeReconstruct()
-    monkeypatch.setattr(qsm_cli, "_get_reconstructor", lambda: f)
+    monkeypatch.setattr(reconstruct, "reconstruct_megre", f)
     return f
 
 
@@ -65,7 +66,7 @@ def test_cli_reads_calls_and_writes(tmp_path, fake, capsys):
 def test_cli_phase_rescaling_is_noted(tmp_path, fake):
     sim = _tiny_sim(n_echoes=2)
     write_megre_subject(tmp_path / "bids", sim, phase_units="arbitrary")
-    qsm_cli.run_qsm(tmp_path / "bids", tmp_path / "out", progress=False)
+    reconstruct.reconstruct_dataset(tmp_path / "bids", tmp_path / "out", progress=False)
     got = fake.calls[0]["phase"]
     assert np.abs(np.angle(np.exp(1j * (got - sim.phase)))).max() <= np.pi / 4096 + 1e-6
     side = json.loads((tmp_path / "out/sub-01/anat/sub-01_Chimap.json").read_text())
@@ -115,11 +116,11 @@ def test_cli_brain_mask_dir(tmp_path, fake):
     d = tmp_path / "masks/sub-01/anat"
     d.mkdir(parents=True)
     nib.save(nib.Nifti1Image(mask.astype(np.uint8), sim.affine), d / "sub-01_desc-brain_mask.nii.gz")
-    qsm_cli.run_qsm(tmp_path / "bids", tmp_path / "out", brain_mask_dir=tmp_path / "masks", progress=False)
+    reconstruct.reconstruct_dataset(tmp_path / "bids", tmp_path / "out", brain_mask_dir=tmp_path / "masks", progress=False)
     assert np.array_equal(fake.calls[0]["mask"], mask)
     nib.save(nib.Nifti1Image(mask.astype(np.uint8), np.eye(4)), d / "sub-01_desc-brain_mask.nii.gz")
     with pytest.raises(ValueError, match=r"sub-01_desc-brain_mask\.nii\.gz: mask affine differs"):
-        qsm_cli.run_qsm(tmp_path / "bids", tmp_path / "out", brain_mask_dir=tmp_path / "masks", progress=False)
+        reconstruct.reconstruct_dataset(tmp_path / "bids", tmp_path / "out", brain_mask_dir=tmp_path / "masks", progress=False)
 
 
 def test_phantom_command_writes_bids_with_truth(tmp_path, capsys):
@@ -127,7 +128,7 @@ def test_phantom_command_writes_bids_with_truth(tmp_path, capsys):
     rc = main(["phantom", str(out), "--resolution", "4", "--subject", "07", "--snr", "0", "--seed", "2",
                "--thalamus-chi", "0.05", "--lesion-volume", "2", "--phase-units", "arbitrary"])
     assert rc == 0 and "wrote" in capsys.readouterr().out
-    from analysis.imaging.bids import find_megre, load_megre, load_truth
+    from analysis.imaging.bids import find_megre, load_megre
 
     (series,) = find_megre(out)
     data = load_megre(series)
@@ -153,8 +154,6 @@ def phantom_bids(tmp_path_factory):
 
 
 def _reconstruct_and_compare(bids, method):
-    from analysis.imaging.bids import load_truth
-
     out = bids / "derivatives" / f"qsm-{method}"
     rc = main(["qsm", str(bids), str(out), "--recipe", "plain", "--method", method, "--background", "vsharp",
                "--brain-mask-dir", str(bids / "derivatives/truth"), "--no-progress"])
@@ -196,8 +195,6 @@ def test_end_to_end_default_recipe(phantom_bids):
     """``python -m analysis qsm`` with nothing but the paths (whole-brain recipe, computed mask):
     the thalamus vs ventricular CSF within 3 ppb of the truth and NRMSE < 25 % over the brain;
     the plain recipe on the same data is clearly worse at the brain edge (measured: 16.7 % vs 53 %)."""
-    from analysis.imaging.bids import load_truth
-
     t = load_truth(phantom_bids / "derivatives/truth", "01")
     lab, truth = t["labels"], t["chi_ppm"]
     nrmse = {}
@@ -224,8 +221,6 @@ def test_noise_free_phantom_with_the_default_mask(tmp_path, capsys):
     """`phantom --snr 0` then `qsm` with no --brain-mask-dir: PDF used to fail on the all-zero noise
     map of noise-free data. The computed mask is the brain plus its outer CSF layer: no scalp or
     air, no brain voxel missed."""
-    from analysis.imaging.bids import load_truth
-
     bids = tmp_path / "ph"
     assert main(["phantom", str(bids), "--resolution", "4", "--snr", "0", "--seed", "1"]) == 0
     with pytest.warns(RuntimeWarning, match="noise-free"):
@@ -276,6 +271,6 @@ def test_cli_explicit_options_override_the_recipe(tmp_path, fake):
                  "--smv-radius", "3", "--no-progress"]) == 0
     assert fake.calls[-1]["merit"] is True and fake.calls[-1]["smv_radius_mm"] == 3.0
     with pytest.raises(ValueError, match="recipe must be one of"):
-        qsm_cli.resolve_recipe("toolbox")
+        resolve_recipe("toolbox")
     with pytest.raises(ValueError, match="lambda must be positive"):
-        qsm_cli.resolve_recipe("plain", lambda_=-1.0)
+        resolve_recipe("plain", lambda_=-1.0)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from analysis.cohort import measure
-from analysis.__main__ import main
+from analysis.cli import main
 from analysis.cohort.dictionary import load_cohort
 from analysis.simulation.phantom import make_head_phantom
 from analysis.simulation.phantom_subject import true_thalamic_susceptibility, write_phantom_subject

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from analysis.imaging import freesurfer as fs
+from analysis.imaging import labels
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "freesurfer"
 
@@ -121,15 +122,15 @@ def test_detect_version_from_thalamus_names_only():
 
 
 def test_label_lookup_tables():
-    v6, v7 = fs.label_lookup_table(version=6), fs.label_lookup_table(version=7)
+    v6, v7 = labels.label_lookup_table(version=6), labels.label_lookup_table(version=7)
     assert (v6[10], v6[49], v6[9]) == ("Left-Thalamus-Proper", "Right-Thalamus-Proper", "Left-Thalamus")
     assert (v7[10], v7[49], v7[9]) == ("Left-Thalamus", "Right-Thalamus", "Left-Thalamus-unused")
     assert v6[4] == v7[4] == "Left-Lateral-Ventricle" and v7[43] == "Right-Lateral-Ventricle"
-    assert fs.label_lookup_table(version="5.x")[10] == "Left-Thalamus-Proper"
+    assert labels.label_lookup_table(version="5.x")[10] == "Left-Thalamus-Proper"
     stats = fs.read_stats_file(DATA / "fs7" / "stats" / "aseg.stats")
-    assert fs.label_name(49, version=stats.version) == "Right-Thalamus"
+    assert labels.label_name(49, version=stats.version) == "Right-Thalamus"
     with pytest.raises(ValueError, match="9999"):
-        fs.label_name(9999)
+        labels.label_name(9999)
 
 
 # --------------------------------------------------------------------------- errors

@@ -10,14 +10,15 @@ The χ grid is 2 mm with voxel centres on odd millimetres; the 1 mm segmentation
 centres on every millimetre, so nearest-neighbour resampling is exact.
 """
 
+import shutil
+
 import nibabel as nib
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import ndimage
 
+from analysis.cohort.subject import measure_subject
 from analysis.imaging import roi
-from analysis.imaging.freesurfer import read_subject_stats
 
 CHI_THAL, CHI_CSF, CHI_WM, CHI_VEIN = -0.029, 0.0, -0.040, 0.35
 TRUE_RELATIVE_PPB = (CHI_THAL - CHI_CSF) * 1000
@@ -385,33 +386,8 @@ def test_lesion_volume_from_file(tmp_path):
 FS7 = "tests/data/freesurfer/fs7"
 
 
-def test_subject_row_and_merge_with_clinical():
-    stats = read_subject_stats(FS7)
-    row = roi.subject_row("sub-01", freesurfer_stats=stats, susceptibility={"relative_ppb": -27.5},
-                          t2_lesion_volume_ml=4.25)
-    assert list(row) == list(roi.IMAGING_COLUMNS)
-    assert row["thalamic_volume_mm3"] == pytest.approx(8178.8 + 7387.3)
-    assert row["total_gray_matter_volume_mm3"] == pytest.approx(625759.696158)
-    assert row["mean_cortical_thickness_mm"] == pytest.approx(
-        (2.39891 * 118968 + 2.41123 * 120455) / (118968 + 120455))
-    row2 = roi.subject_row("sub-02", freesurfer_stats=stats, susceptibility=-31.0, t2_lesion_volume_ml=12.0)
-    clinical = pd.DataFrame({"subject_id": ["sub-02", "sub-01", "sub-03"], "age_years": [40, 35, 50],
-                             "sex": ["F", "M", "F"], "edss": [2.0, 1.5, 3.0],
-                             "disease_duration_years": [5.0, 2.5, 9.0], "dmt_use": [1, 0, 1],
-                             "enhancing_lesions_present": [0, 1, 0], "site": ["a", "b", "c"]})
-    cohort = roi.merge_clinical([row, row2], clinical)
-    assert list(cohort.columns) == list(roi.COHORT_COLUMNS) + ["site"]
-    assert list(cohort["subject_id"]) == ["sub-01", "sub-02"]
-    assert list(cohort["age_years"]) == [35, 40]
-    assert list(cohort["thalamic_relative_susceptibility_ppb"]) == [-27.5, -31.0]
-    with pytest.raises(ValueError, match="sub-01"):
-        roi.merge_clinical([row], clinical[clinical.subject_id != "sub-01"])
-    with pytest.raises(ValueError, match="edss"):
-        roi.merge_clinical([row], clinical.drop(columns="edss"))
-
-
 def test_measure_subject_end_to_end(tmp_path, phantom):
-    import shutil
+    """analysis.cohort.subject.measure_subject on files: the ROI code end to end."""
     sub = tmp_path / "sub-01"
     shutil.copytree(FS7, sub)
     (sub / "mri").mkdir()
@@ -420,8 +396,8 @@ def test_measure_subject_end_to_end(tmp_path, phantom):
     lesion = np.zeros(CHI_SHAPE, dtype=np.uint8)
     lesion[5:8, 5:8, 5:8] = 1
     nib.save(nib.Nifti1Image(lesion, phantom["affine"]), tmp_path / "lesion.nii.gz")
-    row = roi.measure_subject("sub-01", subject_dir=sub, chimap=tmp_path / "chi.nii.gz",
-                              lesion_mask=tmp_path / "lesion.nii.gz")
+    row = measure_subject("sub-01", freesurfer_dir=sub, chimap=tmp_path / "chi.nii.gz",
+                          lesion_mask=tmp_path / "lesion.nii.gz")
     assert row["thalamic_relative_susceptibility_ppb"] == pytest.approx(TRUE_RELATIVE_PPB, abs=1.0)
     assert row["t2_lesion_volume_ml"] == pytest.approx(27 * 8 / 1000)
     assert row["thalamic_volume_mm3"] == pytest.approx(15566.1)

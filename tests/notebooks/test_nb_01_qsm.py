@@ -81,7 +81,7 @@ def test_outputs_figures_and_derivatives(phantom_run):
 @pytest.mark.slow
 def test_user_bids_dataset_without_truth(tmp_path):
     """bids_dir given: the same steps on 'your data' (here a 4 mm phantom written by the CLI); no table."""
-    from analysis.__main__ import main
+    from analysis.cli import main
 
     bids = tmp_path / "mydata"
     assert main(["phantom", str(bids), "--resolution", "4", "--subject", "p7", "--seed", "3"]) == 0

@@ -14,7 +14,7 @@ import pytest
 from analysis.simulation import calibration as calibrate
 from analysis.stats import models
 from analysis.cohort.dictionary import describe_cohort, load_cohort
-from analysis.stats.published import interval, prints_as, published, table_rows
+from analysis.stats.published import prints_as, published, table_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = ROOT / "data" / "cohort.csv"
@@ -163,7 +163,7 @@ def test_shape_residuals_keeps_the_exact_fit_and_the_summary():
 @pytest.mark.slow
 def test_regeneration_is_byte_identical(tmp_path):
     """`python -m analysis cohort` reproduces the committed data/cohort.csv exactly (about 3 min)."""
-    from analysis.cohort.dictionary import write_synthetic_cohort
+    from analysis.simulation.calibration import write_synthetic_cohort
 
     out = write_synthetic_cohort(tmp_path / "cohort.csv")
     assert out.read_bytes() == BUNDLED.read_bytes()

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from analysis.imaging.labels import THALAMUS, VENTRICULAR_CSF
 from analysis.simulation import phantom as P
 from analysis.simulation.phantom import TISSUES, make_head_phantom
 
@@ -72,8 +73,8 @@ def test_truth_values_per_label(ph):
 
 
 def test_veins_beside_the_thalami(ph):
-    thal_aseg = np.isin(ph.aseg, P.THALAMUS)
-    thal_true = np.isin(ph.labels, P.THALAMUS)
+    thal_aseg = np.isin(ph.aseg, THALAMUS)
+    thal_true = np.isin(ph.labels, THALAMUS)
     d_thal = ndimage.distance_transform_edt(~thal_true, sampling=ph.voxel_size_mm)
     for vein in (901, 902, 903, 904):
         v = ph.labels == vein
@@ -95,7 +96,7 @@ def test_veins_beside_the_thalami(ph):
 def test_masks_consistent(ph):
     assert np.array_equal(ph.vein_mask, np.isin(ph.labels, P.VEINS))
     assert np.array_equal(ph.lesion_mask, ph.labels == P.LESION)
-    assert np.array_equal(ph.csf_mask, np.isin(ph.labels, P.VENTRICULAR_CSF))
+    assert np.array_equal(ph.csf_mask, np.isin(ph.labels, VENTRICULAR_CSF))
     assert not (ph.csf_mask & ~ph.brain_mask).any()
     assert not (ph.lesion_mask & ~ph.brain_mask).any()
     assert (ph.vein_mask & ph.brain_mask).sum() / ph.vein_mask.sum() > 0.9

@@ -34,7 +34,8 @@ from .kernels import (
     sphere_kernel,
 )
 from .mask import brain_mask, csf_mask_from_r2star, erode_mm
-from .pipeline import WHOLE_BRAIN_RECIPE, reconstruct_megre, reconstruct_recipes
+from .pipeline import reconstruct_megre, reconstruct_recipes
+from .recipes import RECIPES, WHOLE_BRAIN_RECIPE, complete_recipe, resolve_recipe, vsharp_radii_mm
 from .unwrap import unwrap_laplacian, unwrap_path, wrap
 
 __all__ = [
@@ -42,10 +43,12 @@ __all__ = [
     "DEFAULT_DELTA_TE_S",
     "FieldFit",
     "GAMMA_HZ_PER_T",
+    "RECIPES",
     "WHOLE_BRAIN_RECIPE",
     "b0_direction_from_affine",
     "brain_mask",
     "combine_magnitude",
+    "complete_recipe",
     "csf_mask_from_r2star",
     "dipole_kernel",
     "erode_mm",
@@ -63,11 +66,13 @@ __all__ = [
     "rad_to_ppm",
     "reconstruct_megre",
     "reconstruct_recipes",
+    "resolve_recipe",
     "smv",
     "sphere_kernel",
     "tkd",
     "unwrap_laplacian",
     "unwrap_path",
     "vsharp",
+    "vsharp_radii_mm",
     "wrap",
 ]

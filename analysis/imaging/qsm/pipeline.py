@@ -34,7 +34,7 @@ from .mask import brain_mask, csf_mask_from_r2star
 from .unwrap import unwrap_laplacian, unwrap_path
 
 __all__ = ["reconstruct_megre", "reconstruct_recipes", "UNWRAP_METHODS", "BACKGROUND_METHODS",
-           "INVERSION_METHODS", "WHOLE_BRAIN_RECIPE"]
+           "INVERSION_METHODS"]
 
 UNWRAP_METHODS = ("laplacian", "path", "none")
 BACKGROUND_METHODS = ("pdf", "vsharp", "none")
@@ -45,11 +45,6 @@ _RECIPE_KEYS = ("background", "method", "lambda_", "background_options", "csf_op
 #: Relative floor of the noise map given to MEDI (as PDF's): no weight exceeds 1000 × the median.
 _MAX_RELATIVE_WEIGHT = 1e3
 
-#: The MEDI toolbox's whole-brain recipe (``MEDI_full_process``: PDF, then ``MEDI_L1('lambda',
-#: 1000, 'lambda_CSF', 100, 'merit', 'smv', 5)``) as keyword arguments of
-#: :func:`reconstruct_megre` / a recipe of :func:`reconstruct_recipes`.
-WHOLE_BRAIN_RECIPE = {"background": "pdf", "method": "medi0", "lambda_": 1000.0, "smv_radius_mm": 5.0,
-                      "merit": True}
 
 
 def _check_choice(value, name, choices):
@@ -107,7 +102,7 @@ def reconstruct_megre(magnitude, phase, echo_times_s, *, voxel_size_mm, b0_tesla
     -----
     The toolbox's whole-brain recipe (``MEDI_full_process``: ``MEDI_L1('lambda', 1000,
     'lambda_CSF', 100, 'merit', 'smv', 5)``) is ``method='medi0', smv_radius_mm=5, merit=True``
-    (:data:`WHOLE_BRAIN_RECIPE`; ``reconstruct_megre(..., **WHOLE_BRAIN_RECIPE)``). On noise-free
+    (:data:`~analysis.imaging.qsm.recipes.WHOLE_BRAIN_RECIPE`; ``reconstruct_megre(..., **WHOLE_BRAIN_RECIPE)``). On noise-free
     data the fit's noise map is 0 and PDF and MEDI use uniform weights (PDF warns).
     Plain MEDI after PDF leaves errors at the brain boundary: PDF also removes the part of the
     brain's own field that looks harmonic, and the inversion turns harmonic residuals into

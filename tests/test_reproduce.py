@@ -1,4 +1,4 @@
-"""Tests of analysis.cli.run: the parameters file and the papermill runner.
+"""Tests of analysis.reproduce: the parameters file and the papermill runner.
 
 The end-to-end test executes a tiny two-cell notebook (one cell tagged ``parameters``) in a
 temporary folder, so it checks parameter injection without running the compendium's notebooks.
@@ -11,10 +11,10 @@ import nbformat
 import pytest
 import yaml
 
-from analysis.cli import run as pipeline
-from analysis.cli.run import list_notebooks, load_params, notebook_parameters, run_notebooks
+from analysis import reproduce as pipeline
+from analysis.reproduce import list_notebooks, load_params, notebook_parameters, run_notebooks
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_notebook(path, params_source='greeting = "default"\nseed = 0\n',
