@@ -39,6 +39,11 @@ degrees of freedom ν (McGraw & Wong 1996, Table 7, case 2A):
     F* = F(1 − α/2; n − 1, ν),  F_* = F(1 − α/2; ν, n − 1)
     lower = n(MSR − F*·MSE) / (F*(k·MSC + (kn − k − n)MSE) + n·MSR)
     upper = n(F_*·MSR − MSE) / (k·MSC + (kn − k − n)MSE + n·F_*·MSR)
+
+Why written out: statsmodels' ``mean_diff_plot`` draws the Bland–Altman limits without confidence
+intervals (neither the approximate nor the exact ones above), and neither statsmodels nor scipy
+computes intraclass correlations; the two-way ANOVA behind them is checked against statsmodels'
+``anova_lm`` in the tests.
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ import warnings
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from analysis.stats._validation import check_alpha
+from analysis.stats.models import SUSCEPTIBILITY, coefficient_row, fit_ols, table1_formula
 
 __all__ = [
     "ICC_KINDS", "bland_altman", "icc", "two_way_anova", "agreement_table",
@@ -63,12 +71,6 @@ ICC_KINDS = {
     "A,k": ("ICC(2,k)", "two-way random effects, absolute agreement, mean of k measures"),
     "C,k": ("ICC(3,k)", "two-way mixed effects, consistency, mean of k measures"),
 }
-
-
-def _check_alpha(alpha):
-    if not (np.isfinite(alpha) and 0 < float(alpha) < 1):
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    return float(alpha)
 
 
 def _paired(measured, reference, what="measured/reference"):
@@ -108,7 +110,7 @@ def bland_altman(measured, reference, *, alpha=0.05, loa_ci="approximate"):
         ``loa_low_ci_high``, ``loa_high_ci_low``, ``loa_high_ci_high``, ``z``, ``alpha``,
         ``loa_ci`` (method), ``mean_abs_diff``, ``max_abs_diff`` — all in the unit of the data.
     """
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     if loa_ci not in ("approximate", "exact"):
         raise ValueError(f"loa_ci must be 'approximate' or 'exact', got {loa_ci!r}")
     x, y = _paired(measured, reference)
@@ -201,7 +203,7 @@ def icc(ratings, *, kind="A,1", alpha=0.05):
         of H0: ICC = 0), ``df1``, ``df2`` (its degrees of freedom), ``p`` (one-sided), ``n``,
         ``k``, and the mean squares ``ms_rows``, ``ms_cols``, ``ms_error``, ``ms_within``.
     """
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     if kind not in ICC_KINDS:
         raise ValueError(f"kind must be one of {list(ICC_KINDS)}, got {kind!r}")
     a = two_way_anova(ratings)
@@ -403,8 +405,6 @@ def lesion_model_comparison(reference, measured, *, labels=("calibrated", "measu
         ``coef_difference`` (second − first). A model that cannot be estimated (fewer subjects
         than coefficients + 1, or a rank-deficient design) gives NaN.
     """
-    from analysis.stats.models import SUSCEPTIBILITY, coefficient_row, fit_ols, table1_formula
-
     if len(labels) != 2 or labels[0] == labels[1]:
         raise ValueError(f"labels must be two different names, got {labels!r}")
     for name, df in (("reference", reference), ("measured", measured)):

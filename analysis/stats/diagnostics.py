@@ -7,18 +7,25 @@ each of five characteristics alone (5 models) and on all five together (1 model)
 
 For each model :func:`influence_table` computes, per patient, the fitted value, the residual, the
 leverage h_ii (diagonal of the hat matrix), the internally and externally studentized residuals and
-Cook's distance, from the design matrix (a QR decomposition; ``tests/test_reanalysis_diagnostics``
-checks them against statsmodels' ``OLSInfluence``). **Rule for an influential patient:** Cook's
-distance D_i > 4/n (n = patients in the model), a common screening rule (Bollen & Jackman 1990);
+Cook's distance with statsmodels' :class:`~statsmodels.stats.outliers_influence.OLSInfluence`
+(``tests/stats/test_reanalysis_diagnostics`` checks them against the textbook formulas written out
+from a QR decomposition and against leave-one-out refits). **Rule for an influential patient:**
+Cook's distance D_i > 4/n (n = patients in the model), a common screening rule (Bollen & Jackman 1990);
 it flags patients to look at, it is not a test. High leverage is flagged at h_ii > 2p/n
 (p = coefficients including the intercept). :func:`influence_summary` refits each model without its
 flagged patients to show whether they carry the conclusion, and adds a Breusch-Pagan test of
-constant variance and Stata's skewness-kurtosis test of the residuals. :func:`vif_table` gives the
-variance inflation factors 1/(1 - R_j^2) of the adjusted models.
+constant variance (statsmodels' ``het_breuschpagan``) and Stata's skewness-kurtosis test of the
+residuals (:func:`analysis.stats.normality.sktest`). :func:`vif_table` gives the variance inflation
+factors 1/(1 - R_j^2) of the adjusted models (statsmodels' ``variance_inflation_factor``).
 
 Three figures per set of models: residual quantile-normal plot (:func:`residual_qq_figure`),
 residuals against fitted values (:func:`residual_fitted_figure`) and leverage against studentized
-residual with Cook's-distance contours (:func:`influence_figure`).
+residual with Cook's-distance contours (:func:`influence_figure`). matplotlib is imported by the
+figure functions only, so that the numbers can be computed without it.
+
+The input checks :func:`check_data`, :func:`check_alpha`, :func:`check_specs` and
+:func:`check_design` are public: :mod:`analysis.stats.robust` and :mod:`analysis.stats.reanalysis`
+validate their inputs with them.
 
 References
 ----------
@@ -33,14 +40,24 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import statsmodels.api as sm
+import statsmodels.formula.api as smf
 from scipy import stats
+from statsmodels.nonparametric.smoothers_lowess import lowess
+from statsmodels.stats.diagnostic import het_breuschpagan
+from statsmodels.stats.outliers_influence import OLSInfluence, variance_inflation_factor
 
 from analysis.stats import models
+from analysis.stats._validation import check_alpha, rank_deficiency
+from analysis.stats.normality import sktest
 
 __all__ = [
     "ModelSpec",
     "model_specs",
     "fit_spec",
+    "check_data",
+    "check_alpha",
+    "check_specs",
     "check_design",
     "REQUIRED_COLUMNS",
     "INFLUENCE_RULE",
@@ -148,15 +165,23 @@ def check_data(data, *, columns=REQUIRED_COLUMNS, name="data"):
     return data
 
 
-def check_alpha(alpha):
-    """Raise ``ValueError`` unless 0 < alpha < 1."""
-    if not (isinstance(alpha, (int, float)) and 0.0 < float(alpha) < 1.0):
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    return float(alpha)
+def check_specs(specs, *, default=None):
+    """Return ``specs`` as a list of :class:`ModelSpec`; raise ``ValueError`` naming ``specs`` if not.
 
+    Parameters
+    ----------
+    specs : sequence of ModelSpec or None
+        Models; ``None`` selects ``default``.
+    default : sequence of ModelSpec, keyword-only, optional
+        Models used when ``specs`` is None (default: all 14 of :func:`model_specs`).
 
-def _check_specs(specs):
-    specs = model_specs() if specs is None else list(specs)
+    Returns
+    -------
+    list of ModelSpec
+    """
+    if specs is None:
+        specs = model_specs() if default is None else default
+    specs = list(specs)
     if not specs or not all(isinstance(s, ModelSpec) for s in specs):
         raise ValueError("specs must be a non-empty sequence of ModelSpec (see model_specs())")
     return specs
@@ -167,24 +192,25 @@ def check_design(result, *, label="model"):
 
     statsmodels fits a rank-deficient design silently (pseudo-inverse); a cohort in which, e.g.,
     every patient is on DMT or none has enhancing lesions cannot estimate that coefficient.
+
+    Returns
+    -------
+    statsmodels results
+        ``result`` unchanged, when its design has full column rank.
     """
-    X = np.asarray(result.model.exog, dtype=float)
-    names = list(result.model.exog_names)
-    if np.linalg.matrix_rank(X) == X.shape[1]:
-        return result
-    const = [n for j, n in enumerate(names) if n != "Intercept" and np.all(X[:, j] == X[0, j])]
-    what = (f"column(s) {const} take a single value in this cohort" if const
-            else f"its columns {names} are collinear")
-    raise ValueError(f"{label}: cannot be estimated, {what} ({result.model.formula})")
+    what = rank_deficiency(result, data_label="this cohort")
+    if what is not None:
+        raise ValueError(f"{label}: cannot be estimated, {what} ({result.model.formula})")
+    return result
 
 
 def fit_spec(spec, data, **fit_kwargs):
     """Fit one :class:`ModelSpec` by OLS (statsmodels formula API) and return the results.
 
-    Raises ``ValueError`` naming the column when the design is rank deficient (:func:`check_design`).
+    ``fit_kwargs`` go to :meth:`statsmodels.regression.linear_model.OLS.fit` (e.g.
+    ``cov_type="HC3", use_t=True``). Raises ``ValueError`` naming the column when the design is
+    rank deficient (:func:`check_design`).
     """
-    import statsmodels.formula.api as smf
-
     return check_design(smf.ols(spec.formula, data=data).fit(**fit_kwargs), label=spec.label)
 
 
@@ -193,6 +219,10 @@ def fit_spec(spec, data, **fit_kwargs):
 # ----------------------------------------------------------------------------------------------
 def influence_measures(X, y):
     """Leverage, residuals, studentized residuals and Cook's distance of an OLS fit.
+
+    Computed by statsmodels' :class:`~statsmodels.stats.outliers_influence.OLSInfluence` on
+    ``OLS(y, X)``; this function adds the checks statsmodels does not make (a rank-deficient
+    ``X`` is fitted silently by pseudo-inverse there) and returns the measures as one table.
 
     Parameters
     ----------
@@ -204,31 +234,33 @@ def influence_measures(X, y):
     Returns
     -------
     pandas.DataFrame, shape (n, 6)
-        ``fitted``, ``residual``, ``leverage`` (h_ii), ``student_internal`` (e_i / (s sqrt(1 - h_ii))),
-        ``student_external`` (the same with s estimated without patient i) and ``cooks_d``
-        (student_internal^2 h_ii / (p (1 - h_ii))).
+        ``fitted``, ``residual`` (outcome units), ``leverage`` (h_ii), ``student_internal``
+        (e_i / (s sqrt(1 - h_ii))), ``student_external`` (the same with s estimated without
+        patient i) and ``cooks_d`` (student_internal^2 h_ii / (p (1 - h_ii))).
     """
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n, p), got shape {X.shape}")
     n, p = X.shape
     if y.shape != (n,):
         raise ValueError(f"y must have shape ({n},), got {y.shape}")
     if n <= p + 1:
         raise ValueError(f"need more observations (n = {n}) than coefficients + 1 (p = {p})")
-    q, r = np.linalg.qr(X)
-    if np.linalg.matrix_rank(r) < p:
+    if np.linalg.matrix_rank(X) < p:
         raise ValueError("X is rank deficient (a covariate is constant or collinear)")
-    fitted = q @ (q.T @ y)
-    e = y - fitted
-    h = np.einsum("ij,ij->i", q, q)
-    df = n - p
-    s2 = e @ e / df
-    r_int = e / np.sqrt(s2 * (1.0 - h))
-    s2_i = (df * s2 - e * e / (1.0 - h)) / (df - 1)
-    r_ext = e / np.sqrt(s2_i * (1.0 - h))
-    cooks = r_int ** 2 * h / (p * (1.0 - h))
-    return pd.DataFrame({"fitted": fitted, "residual": e, "leverage": h, "student_internal": r_int,
-                         "student_external": r_ext, "cooks_d": cooks})
+    return _influence_frame(sm.OLS(y, X).fit())
+
+
+def _influence_frame(result):
+    """The six columns of :func:`influence_measures` from a fitted OLS result."""
+    inf = OLSInfluence(result)
+    return pd.DataFrame({"fitted": np.asarray(result.fittedvalues, dtype=float),
+                         "residual": np.asarray(result.resid, dtype=float),
+                         "leverage": np.asarray(inf.hat_matrix_diag, dtype=float),
+                         "student_internal": np.asarray(inf.resid_studentized_internal, dtype=float),
+                         "student_external": np.asarray(inf.resid_studentized_external, dtype=float),
+                         "cooks_d": np.asarray(inf.cooks_distance[0], dtype=float)})
 
 
 def _cooks_threshold(cooks_threshold, n):
@@ -262,13 +294,15 @@ def influence_table(data, *, specs=None, cooks_threshold=None, id_column="subjec
         ``high_leverage`` is h_ii > 2p/n.
     """
     check_data(data, columns=(*REQUIRED_COLUMNS, id_column))
-    specs = _check_specs(specs)
+    specs = check_specs(specs)
     frames = []
     for spec in specs:
         res = fit_spec(spec, data)
-        X, y = res.model.exog, res.model.endog
-        n, p = X.shape
-        m = influence_measures(X, y)
+        y = np.asarray(res.model.endog, dtype=float)
+        n, p = res.model.exog.shape
+        if n <= p + 1:
+            raise ValueError(f"{spec.label}: need more patients (n = {n}) than coefficients + 1 (p = {p})")
+        m = _influence_frame(res)
         thr = _cooks_threshold(cooks_threshold, n)
         rows = res.model.data.row_labels
         m.insert(0, "observed", y)
@@ -309,12 +343,8 @@ def influence_summary(data, *, specs=None, cooks_threshold=None, alpha=0.05, id_
         patients flagged by the rule; ``conclusion_kept`` is True when the significance at ``alpha``
         and (if significant) the sign are unchanged.
     """
-    from statsmodels.stats.diagnostic import het_breuschpagan
-
-    from analysis.stats.normality import sktest
-
     alpha = check_alpha(alpha)
-    specs = _check_specs(specs)
+    specs = check_specs(specs)
     infl = influence_table(data, specs=specs, cooks_threshold=cooks_threshold, id_column=id_column)
     rows = []
     for spec in specs:
@@ -354,7 +384,9 @@ def vif(X, names=None):
     """Variance inflation factors of the columns of a design matrix with an intercept.
 
     VIF_j = 1 / (1 - R_j^2), R_j^2 the (centred) coefficient of determination of column j regressed
-    on all other columns (including the intercept). The intercept column itself is skipped.
+    on all other columns (including the intercept), computed by statsmodels'
+    :func:`~statsmodels.stats.outliers_influence.variance_inflation_factor`; R_j^2 is reported as
+    1 - 1/VIF_j. The intercept column itself is skipped (its "VIF" is not a collinearity measure).
 
     Parameters
     ----------
@@ -366,7 +398,9 @@ def vif(X, names=None):
     Returns
     -------
     pandas.DataFrame
-        ``term, r2, vif`` for each non-constant column.
+        ``term, r2, vif`` for each non-constant column. A column that the others reproduce
+        exactly has r2 = 1 and a VIF of inf or, through rounding, above 1e12 (statsmodels then
+        warns that the design is singular).
     """
     X = np.asarray(X, dtype=float)
     n, p = X.shape
@@ -380,12 +414,9 @@ def vif(X, names=None):
     for j in range(p):
         if const[j]:
             continue
-        others = np.delete(X, j, axis=1)
-        beta, *_ = np.linalg.lstsq(others, X[:, j], rcond=None)
-        resid = X[:, j] - others @ beta
-        tss = np.sum((X[:, j] - X[:, j].mean()) ** 2)
-        r2 = 1.0 - resid @ resid / tss
-        rows.append({"term": names[j], "r2": float(r2), "vif": float(1.0 / (1.0 - r2)) if r2 < 1 else np.inf})
+        with np.errstate(divide="ignore"):     # exact collinearity: R^2 = 1, VIF = inf
+            v = float(variance_inflation_factor(X, j))
+        rows.append({"term": names[j], "r2": 1.0 - 1.0 / v, "vif": v})
     return pd.DataFrame(rows)
 
 
@@ -407,7 +438,7 @@ def vif_table(data, *, specs=None):
         ``table2_adjusted``).
     """
     check_data(data)
-    specs = _check_specs(specs)
+    specs = check_specs(specs)
     frames, seen = [], set()
     for spec in specs:
         if spec.model != "adjusted":
@@ -509,8 +540,6 @@ def residual_fitted_figure(influence, *, ncols=4, panel_size=(3.0, 3.0), title=N
     Parameters and return as :func:`residual_qq_figure`. Residuals are on the outcome's scale as
     modelled (mm³, mm, log mL or ppb).
     """
-    from statsmodels.nonparametric.smoothers_lowess import lowess
-
     groups = _panels(influence)
     fig, axes = _grid(len(groups), ncols, panel_size)
     for ax, ((table, key, model), d) in zip(axes, groups):

@@ -13,10 +13,32 @@ Choices the paper leaves open, made here and documented in the notebooks:
 
 from __future__ import annotations
 
-import numpy as np
+import numpy as np  # noqa: F401 -- the formulas' "np.log(...)" is evaluated in this module's namespace
 import pandas as pd
 import statsmodels.formula.api as smf
 
+from analysis.stats._validation import rank_deficiency
+from analysis.stats.published import format_like, prints_as, table_rows
+
+__all__ = [
+    "SUSCEPTIBILITY",
+    "TABLE1_OUTCOMES",
+    "TABLE2_PREDICTORS",
+    "COVARIATES",
+    "RESULT_COLUMNS",
+    "fit_ols",
+    "coefficient_row",
+    "table1_formula",
+    "table1",
+    "table2_formula",
+    "table2",
+    "sensitivity_age",
+    "sensitivity_age_sweep",
+    "lesion_covariate_effects",
+    "compare_with_published",
+]
+
+#: The predictor of Table 1 / outcome of Table 2 (cohort column, ppb).
 SUSCEPTIBILITY = "thalamic_relative_susceptibility_ppb"
 
 #: Table 1 outcome name -> formula left-hand side (columns of the cohort CSV).
@@ -50,12 +72,8 @@ def fit_ols(formula, data):
     patient is on DMT or none has enhancing lesions.
     """
     result = smf.ols(formula, data=data).fit()
-    X = np.asarray(result.model.exog, dtype=float)
-    if np.linalg.matrix_rank(X) < X.shape[1]:
-        names = list(result.model.exog_names)
-        const = [n for j, n in enumerate(names) if n != "Intercept" and np.all(X[:, j] == X[0, j])]
-        what = (f"column(s) {const} take a single value in these data" if const
-                else f"its columns {names} are collinear")
+    what = rank_deficiency(result, data_label="these data")
+    if what is not None:
         raise ValueError(f"model {formula!r} cannot be estimated: {what}")
     return result
 
@@ -178,8 +196,6 @@ def compare_with_published(ours, table, *, text_overrides=True):
         where ``ours_printed`` is ours formatted like the paper's number and ``match`` says whether
         they print identically (rounded half away from zero).
     """
-    from analysis.stats.published import format_like, prints_as, table_rows
-
     key = "outcome" if table == "table1" else "predictor"
     pub = {(r[key], r["model"]): r for r in table_rows(table)}
     rows = []

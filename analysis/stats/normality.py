@@ -13,6 +13,11 @@ module reproduces the Stata commands behind that sentence:
 * :func:`qladder` and :func:`gladder` -- the 3 x 3 quantile-normal plots and histograms of the same
   nine transformations (Stata's ``qladder`` and ``gladder``).
 
+Written out here rather than taken from a library: no Python library applies Royston's adjustment
+or runs Stata's ladder; scipy's ``skewtest``, ``kurtosistest`` and ``normaltest`` give the
+unadjusted statistics, which the tests compare with ``adjust=False``. matplotlib is imported by the
+figure functions only.
+
 References
 ----------
 D'Agostino RB, Belanger A, D'Agostino RB Jr. A suggestion for using powerful and informative tests of

@@ -15,7 +15,19 @@ calculations give different answers for r = 0.28, alpha = .05 (two-sided), power
     The t test of the slope in a simple regression with fixed X (G*Power's "linear multiple
     regression: fixed model, R^2 deviation from zero", one predictor): Cohen's f^2 = r^2/(1 - r^2),
     noncentrality lambda = f^2 * n (so the noncentral t has delta = sqrt(f^2 * n)), df = n - 2:
-    **95** with power 0.8033 -- the paper's 95.
+    **95** with power 0.8033 -- the paper's 95. Computed by statsmodels: two-sided as the F test
+    :class:`statsmodels.stats.power.FTestPowerF2` with ``df_num = 1``, ``df_denom = n - 2`` and
+    ``ncc = 1`` (its noncentrality f^2 (df_num + df_denom + ncc) is then f^2 n; F = t^2, so the
+    upper F tail is both t tails); one-sided as the t test
+    :class:`statsmodels.stats.power.TTestPower` with effect size f = sqrt(f^2), ``nobs = n`` and
+    ``df = n - 2`` (delta = f sqrt(n)). The two-sided power is *not* taken from ``TTestPower``:
+    it adds the noncentral t's lower tail, which scipy returns as NaN far out (e.g. r = 0.79,
+    n = 76), while the F form has no second tail.
+
+The other two are written out here because no library computes them: statsmodels' power classes
+have no test of a correlation (Fisher's z would be its normal test with a transformed effect
+size, the exact method needs the distribution of r), and the sample-size searches here return
+the smallest *integer* n (statsmodels' ``solve_power`` solves for a continuous n).
 
 All three test H0: rho = 0. Only the two-sided test (the paper's) and the one-sided test in the
 direction of ``r`` are supported.
@@ -28,6 +40,7 @@ import math
 import numpy as np
 import pandas as pd
 from scipy import integrate, optimize, special, stats
+from statsmodels.stats.power import FTestPowerF2, TTestPower
 
 __all__ = [
     "METHODS",
@@ -94,17 +107,17 @@ def _power_fisher_z(r, n, alpha, sides):
 
 
 def _power_fixed_x(r, n, alpha, sides):
-    """Noncentral t (df n - 2, delta = sqrt(f^2 n), f^2 = r^2/(1 - r^2)) = G*Power fixed model."""
-    df = n - 2
-    delta = np.sqrt(r * r / (1.0 - r * r) * n)
-    tc = stats.t.isf(alpha / sides, df)
-    upper = stats.nct.sf(tc, df, delta)
+    """G*Power's fixed model: f^2 = r^2/(1 - r^2), noncentrality f^2 n, df n - 2 (statsmodels).
+
+    Two-sided: F(1, n - 2) test, :class:`~statsmodels.stats.power.FTestPowerF2` with ncc = 1 (no
+    lower tail, so no NaN where scipy's noncentral t cdf fails far in its tail). One-sided, in the
+    direction of ``r``: noncentral t upper tail, :class:`~statsmodels.stats.power.TTestPower`.
+    """
+    f2 = r * r / (1.0 - r * r)
     if sides == 1:
-        return upper
-    # the lower rejection tail: scipy's nct.cdf returns NaN far in its tail (large delta), where
-    # the probability is negligible (< 1e-20); count it as 0 rather than poison the root search
-    lower = stats.nct.cdf(-tc, df, delta)
-    return upper + (0.0 if np.isnan(lower) else lower)
+        return TTestPower().power(effect_size=math.sqrt(f2), nobs=n, alpha=alpha, df=n - 2,
+                                  alternative="larger")
+    return FTestPowerF2().power(effect_size=f2, df_num=1, df_denom=n - 2, alpha=alpha, ncc=1)
 
 
 def _r_critical(n, alpha, sides):

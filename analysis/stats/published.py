@@ -14,6 +14,19 @@ from importlib import resources
 
 import yaml
 
+__all__ = [
+    "TABLE1_OUTCOMES",
+    "TABLE2_PREDICTORS",
+    "MODELS",
+    "STATS",
+    "published",
+    "decimals",
+    "interval",
+    "format_like",
+    "prints_as",
+    "table_rows",
+]
+
 TABLE1_OUTCOMES = ("thalamic_volume", "total_gray_matter_volume", "cortical_thickness",
                    "t2_lesion_volume_log")
 TABLE2_PREDICTORS = ("enhancing_lesions_present", "age", "sex", "dmt_use", "disease_duration")

@@ -10,7 +10,8 @@ Table 1 association, and says in plain words whether the paper's conclusion surv
   likelihood-ratio CI, the paper's choice (log: lambda = 0 for lesion volume; none: lambda = 1 for
   the others) tested against it, and the model refitted on the Box-Cox scale. The marginal lambda of
   :func:`scipy.stats.boxcox` (no covariates) is reported beside it. The refit treats lambda as known,
-  which makes its P slightly optimistic.
+  which makes its P slightly optimistic. The profile is written out because scipy's and
+  statsmodels' Box-Cox estimators are marginal (they ignore the regression's covariates).
 * :func:`partial_correlation` / :func:`spearman_table` -- Pearson or Spearman (rank) partial
   correlation, residual on residual, with a Fisher-z CI (SE 1/sqrt(n - 3 - k) for Pearson,
   sqrt(1.06/(n - 3 - k)) for Spearman, Fieller, Hartley & Pearson 1957) and the t-test P (df n - 2 - k).
@@ -36,9 +37,12 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
+import statsmodels.formula.api as smf
 from scipy import optimize, special, stats
+from statsmodels.stats.multitest import multipletests
 
 from analysis.stats import models
+from analysis.stats import power as pw
 from analysis.stats.diagnostics import check_alpha, check_data, fit_spec, model_specs
 
 __all__ = [
@@ -116,8 +120,6 @@ def multiplicity_table(table1, *, alpha=0.05, methods=("holm", "fdr_bh")):
         ``outcome, model, coef, p, m`` (family size) and for each method ``p_holm`` / ``p_bh`` and
         ``significant``, ``significant_holm``, ``significant_bh`` at ``alpha``.
     """
-    from statsmodels.stats.multitest import multipletests
-
     alpha = check_alpha(alpha)
     if not isinstance(table1, pd.DataFrame):
         raise ValueError("table1 must be the DataFrame returned by analysis.stats.models.table1")
@@ -172,8 +174,6 @@ def boxcox_profile(data, formula, *, alpha=0.05, bounds=(-3.0, 3.0)):
     dict
         ``lambda, ci_low, ci_high, loglik, n``.
     """
-    import statsmodels.formula.api as smf
-
     alpha = check_alpha(alpha)
     lo_b, hi_b = (float(b) for b in bounds)
     if not lo_b < hi_b:
@@ -425,8 +425,6 @@ def observed_power_table(effects, *, alpha=0.05, power=0.80, outcomes=None, meth
         ``n_effective`` = n - k (a partial correlation with k covariates is tested like an
         ordinary one on n - k pairs).
     """
-    from analysis.stats import power as pw
-
     alpha = check_alpha(alpha)
     methods = pw.METHODS if methods is None else tuple(methods)
     need = {"outcome", "model", "n", "k", "partial_r"}

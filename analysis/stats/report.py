@@ -12,6 +12,9 @@ import pandas as pd
 
 from analysis.stats.published import format_like, interval, prints_as, published, table_rows
 
+__all__ = ["LABELS", "SIMULATED_NOTE", "description_vs_published", "printed_side_by_side", "forest_plot",
+           "p_value_curve", "coefficient_ci_check"]
+
 #: Readable labels and units (of the coefficient) of Table 1's outcomes and Table 2's predictors.
 LABELS = {
     "thalamic_volume": ("Thalamic volume", "mm³ per ppb"),
@@ -197,7 +200,3 @@ def coefficient_ci_check(ours, table):
                      **{f"{s}_paper": p[s] for s in ("coef", "ci_low", "ci_high", "p")},
                      "coef_difference": float(r["coef"]) - float(p["coef"])})
     return pd.DataFrame(rows)
-
-
-__all__ = ["LABELS", "SIMULATED_NOTE", "description_vs_published", "printed_side_by_side", "forest_plot",
-           "p_value_curve", "coefficient_ci_check"]

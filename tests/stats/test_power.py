@@ -80,6 +80,19 @@ def test_fixed_x_equals_noncentral_f():
         assert power_correlation(R, n, method="fixed_x_regression") == pytest.approx(ref, rel=1e-9)
 
 
+@pytest.mark.parametrize("r", [0.1, R, -0.45])
+@pytest.mark.parametrize("n", [10, 95, 150])
+def test_fixed_x_equals_noncentral_t(r, n):
+    """The slope's t test written out: df n - 2, delta = sqrt(f^2 n); both tails, or the upper one
+    (kept where scipy's nct.cdf is finite; see test_fixed_x_power_survives_scipy_nct_tail_nan)."""
+    df, delta = n - 2, abs(r) / math.sqrt(1 - r * r) * math.sqrt(n)
+    tc2, tc1 = stats.t.isf(ALPHA / 2, df), stats.t.isf(ALPHA, df)
+    two = stats.nct.sf(tc2, df, delta) + stats.nct.cdf(-tc2, df, delta)
+    assert power_correlation(r, n, method="fixed_x_regression") == pytest.approx(two, rel=1e-9)
+    one = stats.nct.sf(tc1, df, delta)
+    assert power_correlation(r, n, method="fixed_x_regression", sides=1) == pytest.approx(one, rel=1e-9)
+
+
 # ----------------------------------------------------------------------------------------------
 # the exact bivariate-normal method
 # ----------------------------------------------------------------------------------------------
@@ -221,6 +234,7 @@ def test_fixed_x_power_survives_scipy_nct_tail_nan():
     from analysis.stats import power as pw
 
     assert pw.power_correlation(0.79, 76, method="fixed_x_regression") == pytest.approx(1.0, abs=1e-12)
+    assert pw.power_correlation(0.79, 76, method="fixed_x_regression", sides=1) == pytest.approx(1.0, abs=1e-12)
     r = pw.detectable_r(76, method="fixed_x_regression")
     assert pw.power_correlation(r, 76, method="fixed_x_regression") == pytest.approx(0.80, abs=1e-9)
     assert 0.3 < r < 0.33

@@ -1,9 +1,12 @@
 """Tests of analysis.stats.diagnostics: influence measures, the influential-patient rule, VIF, figures.
 
-Numbers are checked against independent computations: statsmodels' ``OLSInfluence`` for leverage,
-studentized residuals and Cook's distance; an auxiliary OLS regression (1/(1 - R^2)) and statsmodels'
-``variance_inflation_factor`` for the VIFs.
+The module computes with statsmodels (``OLSInfluence``, ``variance_inflation_factor``); the tests
+check its numbers against independent computations: leverage, studentized residuals and Cook's
+distance written out from a QR decomposition and from leave-one-out refits, and the VIFs from
+auxiliary OLS regressions (1/(1 - R^2)).
 """
+
+import warnings
 
 import matplotlib
 
@@ -14,7 +17,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import statsmodels.formula.api as smf  # noqa: E402
-from statsmodels.stats.outliers_influence import OLSInfluence, variance_inflation_factor  # noqa: E402
 
 from tests.helpers.cohorts import simulate_cohort  # noqa: E402
 from analysis.stats import diagnostics as dg  # noqa: E402
@@ -46,20 +48,66 @@ def test_model_specs_cover_tables_1_and_2():
         dg.model_specs(tables=("table3",))
 
 
-def test_influence_matches_statsmodels_olsinfluence(cohort, influence):
+def _textbook_influence(X, y):
+    """Leverage, studentized residuals and Cook's distance written out from a QR decomposition."""
+    n, p = X.shape
+    q, _ = np.linalg.qr(X)
+    fitted = q @ (q.T @ y)
+    e = y - fitted
+    h = np.einsum("ij,ij->i", q, q)
+    s2 = e @ e / (n - p)
+    r_int = e / np.sqrt(s2 * (1.0 - h))
+    s2_i = ((n - p) * s2 - e * e / (1.0 - h)) / (n - p - 1)          # s^2 without patient i
+    return {"fitted": fitted, "residual": e, "leverage": h, "student_internal": r_int,
+            "student_external": e / np.sqrt(s2_i * (1.0 - h)), "cooks_d": r_int ** 2 * h / (p * (1.0 - h))}
+
+
+def test_influence_matches_textbook_formulas(cohort, influence):
     for spec in dg.model_specs():
         res = smf.ols(spec.formula, data=cohort).fit()
-        inf = OLSInfluence(res)
+        ref = _textbook_influence(res.model.exog, res.model.endog)
         d = influence[(influence["table"] == spec.table) & (influence["key"] == spec.key)
                       & (influence["model"] == spec.model)]
         assert len(d) == len(cohort)
-        np.testing.assert_allclose(d["leverage"], inf.hat_matrix_diag, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(d["cooks_d"], inf.cooks_distance[0], rtol=1e-8, atol=1e-14)
-        np.testing.assert_allclose(d["student_internal"], inf.resid_studentized_internal, rtol=1e-8)
-        np.testing.assert_allclose(d["student_external"], inf.resid_studentized_external, rtol=1e-8)
-        np.testing.assert_allclose(d["fitted"], res.fittedvalues, rtol=1e-10)
-        np.testing.assert_allclose(d["residual"], res.resid, rtol=1e-7, atol=1e-9 * np.abs(res.resid).max())
+        np.testing.assert_allclose(d["leverage"], ref["leverage"], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(d["cooks_d"], ref["cooks_d"], rtol=1e-8, atol=1e-14)
+        np.testing.assert_allclose(d["student_internal"], ref["student_internal"], rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(d["student_external"], ref["student_external"], rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(d["fitted"], ref["fitted"], rtol=1e-10)
+        np.testing.assert_allclose(d["residual"], ref["residual"], rtol=1e-7,
+                                   atol=1e-9 * np.abs(ref["residual"]).max())
+        np.testing.assert_allclose(d["observed"], res.model.endog, rtol=1e-15)
         assert list(d["subject_id"]) == list(cohort["subject_id"])
+
+
+def test_influence_measures_match_leave_one_out_refits(cohort):
+    """Cook's D_i = |fitted - fitted without i|^2 / (p s^2); the external studentized residual
+    uses the s of the refit without patient i (both by definition, refitting)."""
+    res = smf.ols(models.table1_formula("t2_lesion_volume_log", adjusted=True), data=cohort).fit()
+    X, y = res.model.exog, res.model.endog
+    n, p = X.shape
+    m = dg.influence_measures(X, y)
+    s2 = res.ssr / res.df_resid
+    for i in (0, 17, int(np.argmax(m["cooks_d"]))):
+        keep = np.arange(n) != i
+        beta_i, *_ = np.linalg.lstsq(X[keep], y[keep], rcond=None)
+        cooks = np.sum((X @ res.params.to_numpy() - X @ beta_i) ** 2) / (p * s2)
+        s2_i = np.sum((y[keep] - X[keep] @ beta_i) ** 2) / (n - 1 - p)
+        assert m["cooks_d"].iloc[i] == pytest.approx(cooks, rel=1e-9)
+        ext = res.resid.iloc[i] / np.sqrt(s2_i * (1 - m["leverage"].iloc[i]))
+        assert m["student_external"].iloc[i] == pytest.approx(ext, rel=1e-9)
+
+
+def test_influence_measures_errors():
+    rng = np.random.default_rng(1)
+    X = np.column_stack([np.ones(20), rng.normal(size=20)])
+    y = rng.normal(size=20)
+    with pytest.raises(ValueError, match="rank deficient"):
+        dg.influence_measures(np.column_stack([X, 2 * X[:, 1]]), y)
+    with pytest.raises(ValueError, match="shape"):
+        dg.influence_measures(X, y[:-1])
+    with pytest.raises(ValueError, match="more observations"):
+        dg.influence_measures(X[:3], y[:3])
 
 
 def test_influential_flag_is_cooks_d_above_4_over_n(cohort, influence):
@@ -115,11 +163,19 @@ def test_vif_equals_one_over_one_minus_r2(cohort):
     r2_age = smf.ols("age_years ~ " + " + ".join([models.SUSCEPTIBILITY, "male",
                                                   "disease_duration_years", "dmt_use"]), d).fit().rsquared
     assert t1.loc["age_years", "vif"] == pytest.approx(1 / (1 - r2_age), rel=1e-10)
-    # and against statsmodels' own function on the same design
+    assert t1.loc["age_years", "r2"] == pytest.approx(r2_age, rel=1e-10)
+    # every column of the design against its auxiliary regression, written out with lstsq
     res = smf.ols(models.table1_formula("thalamic_volume", adjusted=True), cohort).fit()
+    X = res.model.exog
     for j, name in enumerate(res.model.exog_names):
-        if name != "Intercept":
-            assert t1.loc[name, "vif"] == pytest.approx(variance_inflation_factor(res.model.exog, j), rel=1e-9)
+        if name == "Intercept":
+            assert name not in t1.index
+            continue
+        others = np.delete(X, j, axis=1)
+        resid = X[:, j] - others @ np.linalg.lstsq(others, X[:, j], rcond=None)[0]
+        r2_j = 1 - resid @ resid / np.sum((X[:, j] - X[:, j].mean()) ** 2)
+        assert t1.loc[name, "vif"] == pytest.approx(1 / (1 - r2_j), rel=1e-9)
+        assert t1.loc[name, "r2"] == pytest.approx(r2_j, rel=1e-9)
 
 
 def test_vif_of_collinear_columns_is_large():
@@ -128,6 +184,10 @@ def test_vif_of_collinear_columns_is_large():
     X = np.column_stack([np.ones(200), x, x + rng.normal(scale=0.05, size=200), rng.normal(size=200)])
     v = dg.vif(X, ["const", "x", "x_copy", "z"]).set_index("term")["vif"]
     assert v["x"] > 100 and v["x_copy"] > 100 and v["z"] < 1.2
+    with warnings.catch_warnings():          # statsmodels warns that the design is singular
+        warnings.simplefilter("ignore")
+        exact = dg.vif(np.column_stack([X, 2 * X[:, 3]]), ["const", "x", "x_copy", "z", "2z"]).set_index("term")
+    assert exact.loc["2z", "vif"] > 1e12 and exact.loc["2z", "r2"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="intercept"):
         dg.vif(X[:, 1:])
 

@@ -1,10 +1,15 @@
 """Tests of analysis.stats.robust: HC3, the case bootstrap (percentile, BCa) and Huber regression.
 
-HC3 is checked against statsmodels' ``cov_type="HC3"`` / ``get_robustcov_results``; the BCa
-interval against :func:`scipy.stats.bootstrap` on the same resamples and statistic, and against the
-percentile interval when the bootstrap distribution is symmetric and unbiased; the bootstrap's
-coverage on simulated data with a known slope.
+HC3 (statsmodels' ``cov_type="HC3"``) is checked against the sandwich formula written out here
+and Stata's t(n - p) reference; the BCa interval against :func:`scipy.stats.bootstrap` on the same
+resamples and statistic, and against the percentile interval when the bootstrap distribution is
+symmetric and unbiased; the bootstrap's coverage on simulated data with a known slope; Huber
+regression against fully converged fits, on volume outcomes in mm³ in particular.
 """
+
+import dataclasses
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,10 +17,14 @@ import pytest
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
 from scipy import stats
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from tests.helpers.cohorts import simulate_cohort
+from analysis.cohort.dictionary import load_cohort
 from analysis.stats import diagnostics as dg
 from analysis.stats import models, robust
+
+BUNDLED = Path(__file__).resolve().parents[2] / "data" / "cohort.csv"
 
 LESION_ADJ = models.table1_formula("t2_lesion_volume_log", adjusted=True)
 CHI = models.SUSCEPTIBILITY
@@ -29,32 +38,58 @@ def cohort():
 # -- HC3 -------------------------------------------------------------------------------------------
 
 
-def test_hc3_matches_statsmodels(cohort):
+def _sandwich_hc3(X, y):
+    """HC3 written out (MacKinnon & White 1985): (X'X)^-1 X' diag(e^2/(1 - h)^2) X (X'X)^-1."""
+    xtx_inv = np.linalg.inv(X.T @ X)
+    e = y - X @ (xtx_inv @ X.T @ y)
+    h = np.einsum("ij,jk,ik->i", X, xtx_inv, X)
+    meat = X.T @ (X * ((e / (1.0 - h)) ** 2)[:, None])
+    return xtx_inv @ meat @ xtx_inv
+
+
+def test_hc3_covariance_is_the_sandwich(cohort):
+    res = smf.ols(LESION_ADJ, cohort).fit()
+    X, y = res.model.exog, res.model.endog
+    np.testing.assert_allclose(robust.hc3_covariance(X, y), _sandwich_hc3(X, y), rtol=1e-10)
+    with pytest.raises(ValueError, match="rank deficient"):
+        robust.hc3_covariance(np.column_stack([X, X[:, 1]]), y)
+    with pytest.raises(ValueError, match="shape"):
+        robust.hc3_covariance(X, y[:-1])
+
+
+def test_hc3_matches_the_sandwich_with_t_reference(cohort):
+    """Stata's regress, vce(hc3): sandwich SE, t(n - p) CI and P."""
     tab = robust.hc3_table(cohort)
     assert len(tab) == 8 + 5 + 5
     for spec in dg.model_specs():
-        ref = smf.ols(spec.formula, cohort).fit(cov_type="HC3", use_t=True)
         ols = smf.ols(spec.formula, cohort).fit()
-        ref2 = ols.get_robustcov_results(cov_type="HC3", use_t=True)
+        X, y = ols.model.exog, ols.model.endog
+        cov = _sandwich_hc3(X, y)
+        df = X.shape[0] - X.shape[1]
         names = list(ols.model.exog_names)
         rows = tab[(tab["table"] == spec.table) & (tab["key"] == spec.key) & (tab["model"] == spec.model)]
         for (_, r), coef in zip(rows.iterrows(), spec.coef_names):
             j = names.index(coef)
-            assert r["se_hc3"] == pytest.approx(ref.bse[coef], rel=1e-9)
-            assert r["se_hc3"] == pytest.approx(ref2.bse[j], rel=1e-9)
-            assert r["p_hc3"] == pytest.approx(ref.pvalues[coef], rel=1e-7)
-            lo, hi = ref.conf_int().loc[coef]
-            assert (r["ci_low_hc3"], r["ci_high_hc3"]) == pytest.approx((lo, hi), rel=1e-9)
+            b, se = ols.params[coef], np.sqrt(cov[j, j])
+            crit = stats.t.isf(0.025, df)
+            assert r["se_hc3"] == pytest.approx(se, rel=1e-9)
+            assert r["p_hc3"] == pytest.approx(2 * stats.t.sf(abs(b / se), df), rel=1e-7)
+            assert (r["ci_low_hc3"], r["ci_high_hc3"]) == pytest.approx((b - crit * se, b + crit * se), rel=1e-9)
+            assert r["se_ratio"] == pytest.approx(se / ols.bse[coef], rel=1e-9)
             assert r["se"] == pytest.approx(ols.bse[coef]) and r["p"] == pytest.approx(ols.pvalues[coef])
 
 
 def test_hc3_normal_reference(cohort):
     spec = [s for s in dg.model_specs(tables="table1") if s.key == "thalamic_volume"]
     tab = robust.hc3_table(cohort, specs=spec, use_t=False, alpha=0.1)
-    ref = smf.ols(spec[1].formula, cohort).fit(cov_type="HC3")         # statsmodels: normal by default
+    ols = smf.ols(spec[1].formula, cohort).fit()
+    j = list(ols.model.exog_names).index(CHI)
+    se = np.sqrt(_sandwich_hc3(ols.model.exog, ols.model.endog)[j, j])
     r = tab[tab["model"] == "adjusted"].iloc[0]
-    assert r["p_hc3"] == pytest.approx(ref.pvalues[CHI], rel=1e-7)
-    assert r["ci_low_hc3"] == pytest.approx(ref.conf_int(alpha=0.1).loc[CHI, 0], rel=1e-9)
+    assert r["p_hc3"] == pytest.approx(2 * stats.norm.sf(abs(ols.params[CHI] / se)), rel=1e-7)
+    assert r["ci_low_hc3"] == pytest.approx(ols.params[CHI] - stats.norm.isf(0.05) * se, rel=1e-9)
+    with pytest.raises(ValueError, match="use_t"):
+        robust.hc3_table(cohort, specs=spec, use_t="yes")
 
 
 # -- bootstrap ---------------------------------------------------------------------------------------
@@ -177,12 +212,19 @@ def test_bootstrap_errors(cohort):
 # -- Huber ----------------------------------------------------------------------------------------
 
 
+def _converged_rlm(formula, data):
+    """Huber fit iterated until the coefficients stop changing at all (tol 0) or 3000 steps."""
+    return smf.rlm(formula, data, M=sm.robust.norms.HuberT(t=1.345)).fit(conv="coefs", tol=0.0, maxiter=3000)
+
+
 def test_huber_matches_rlm_and_resists_an_outlier(cohort):
     tab = robust.huber_table(cohort)
-    assert len(tab) == 8
-    ref = smf.rlm(LESION_ADJ, cohort, M=sm.robust.norms.HuberT()).fit()
+    assert len(tab) == 8 and (tab["iterations"] > 2).all()
+    ref = _converged_rlm(LESION_ADJ, cohort)
     r = tab[(tab["key"] == "t2_lesion_volume_log") & (tab["model"] == "adjusted")].iloc[0]
-    assert r["coef"] == pytest.approx(ref.params[CHI]) and r["p"] == pytest.approx(ref.pvalues[CHI])
+    assert r["coef"] == pytest.approx(ref.params[CHI], rel=1e-8)
+    assert r["se"] == pytest.approx(ref.bse[CHI], rel=1e-8)
+    assert r["p"] == pytest.approx(ref.pvalues[CHI], rel=1e-8)
     assert r["n_downweighted"] == int((ref.weights < 1 - 1e-12).sum())
     bad = cohort.copy()
     i = int(np.argmax(bad[CHI]))
@@ -192,6 +234,56 @@ def test_huber_matches_rlm_and_resists_an_outlier(cohort):
     h = hub[hub["model"] == "adjusted"].iloc[0]
     assert abs(h["coef"] - r["coef"]) < abs(h["coef_ols"] - r["coef_ols"])
     assert h["min_weight_subject"] == bad["subject_id"].iloc[i]
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_cohort(BUNDLED)
+
+
+def test_huber_converges_on_volume_outcomes_in_mm3(bundled):
+    """statsmodels' default stopping rule (conv="dev") stopped the mm³ fits after 2-5 iterations:
+    total grey-matter volume, unadjusted, -1001.5 instead of -1016.3 mm³/ppb."""
+    specs = [s for s in dg.model_specs(tables="table1")
+             if s.key in ("thalamic_volume", "total_gray_matter_volume")]
+    tab = robust.huber_table(bundled, specs=specs)
+    assert len(tab) == 4
+    for spec, (_, r) in zip(specs, tab.iterrows()):
+        ref = _converged_rlm(spec.formula, bundled)
+        assert r["coef"] == pytest.approx(ref.params[CHI], rel=1e-8), spec.label
+        assert r["se"] == pytest.approx(ref.bse[CHI], rel=1e-8), spec.label
+        assert r["p"] == pytest.approx(ref.pvalues[CHI], rel=1e-8), spec.label
+        assert r["min_weight"] == pytest.approx(ref.weights.min(), rel=1e-8), spec.label
+    gm = tab[(tab["key"] == "total_gray_matter_volume") & (tab["model"] == "unadjusted")].iloc[0]
+    assert gm["coef"] == pytest.approx(-1016.29, abs=0.01) and gm["iterations"] > 5
+
+
+def test_huber_does_not_depend_on_the_outcome_units(bundled):
+    """The same fit with grey-matter volume in mL: coefficients x 1000, same weights and iterations."""
+    spec = next(s for s in dg.model_specs(tables="table1")
+                if s.key == "total_gray_matter_volume" and s.model == "adjusted")
+    ml = dataclasses.replace(spec, formula=spec.formula.replace("total_gray_matter_volume_mm3",
+                                                                "I(total_gray_matter_volume_mm3 / 1000)"))
+    a = robust.huber_table(bundled, specs=[spec]).iloc[0]
+    b = robust.huber_table(bundled, specs=[ml]).iloc[0]
+    assert a["coef"] == pytest.approx(1000 * b["coef"], rel=1e-9)
+    assert a["se"] == pytest.approx(1000 * b["se"], rel=1e-9)
+    assert a["p"] == pytest.approx(b["p"], rel=1e-9)
+    assert a["min_weight"] == pytest.approx(b["min_weight"], rel=1e-9)
+    assert a["iterations"] == b["iterations"] and a["n_downweighted"] == b["n_downweighted"]
+
+
+def test_huber_warns_when_not_converged_and_checks_options(cohort):
+    spec = [s for s in dg.model_specs(tables="table1") if s.key == "cortical_thickness"]
+    with pytest.warns(ConvergenceWarning, match=r"table1 cortical_thickness \(unadjusted\).*2 iterations"):
+        robust.huber_table(cohort, specs=spec[:1], maxiter=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        robust.huber_table(cohort, specs=spec)
+    for kw, match in (({"tol": 0}, "tol"), ({"maxiter": 1}, "maxiter"), ({"maxiter": 10.5}, "maxiter"),
+                      ({"tuning": -1}, "tuning"), ({"alpha": 2}, "alpha"), ({"specs": []}, "specs")):
+        with pytest.raises(ValueError, match=match):
+            robust.huber_table(cohort, **kw)
 
 
 def test_bootstrap_figure():
