@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
+
+from tqdm.auto import tqdm
+
+__all__ = ["ROOT", "atomic_path", "write_text", "json_default", "write_csv", "savefig", "ensure_not_input",
+           "write_table", "progress_bar"]
 
 #: Root of the compendium (the folder holding ``pyproject.toml``).
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,3 +132,33 @@ def write_table(df, output_dir, name, *, title, notes=(), floatfmt="g", index=Fa
     parts = [f"# {title}", *notes, body]
     md_path = write_text(output_dir / f"{name}.md", "\n\n".join(parts) + "\n")
     return csv_path, md_path
+
+
+def progress_bar(iterable=None, *, enabled=True, nested=False, **kwargs):
+    """A tqdm progress bar that does not flood logs.
+
+    Parameters
+    ----------
+    iterable : iterable, optional
+        What to iterate over (or use ``total=`` and ``update``).
+    enabled : bool
+        ``False`` switches the bar off (the ``progress=`` option of the library's functions).
+    nested : bool
+        An inner bar (solver iterations, the steps of one reconstruction): shown only when
+        standard error is a terminal, and removed when done, so that logs of headless runs
+        (papermill, CI, batch jobs) keep one line per outer step instead of thousands.
+    **kwargs
+        Passed to :class:`tqdm.auto.tqdm` (``desc``, ``total``, ``unit``, …).
+    """
+    disable = not enabled
+    if nested:
+        disable = disable or not _stderr_is_terminal()
+        kwargs.setdefault("leave", False)
+    return tqdm(iterable, disable=disable, **kwargs)
+
+
+def _stderr_is_terminal():
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -19,12 +19,18 @@ relative paths in the YAML are relative to the root. Executed copies go to
 
 from __future__ import annotations
 
+import difflib
 import time
 from pathlib import Path
 
+import papermill as pm
 import yaml
+from papermill.exceptions import PapermillExecutionError
 
 from analysis.io import ROOT
+
+__all__ = ["NOTEBOOK_DIR", "EXECUTED_DIR", "load_params", "check_common", "list_notebooks", "notebook_parameters",
+           "run_notebooks"]
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 EXECUTED_DIR = ROOT / "results" / "notebooks"
@@ -35,8 +41,15 @@ def load_params(path):
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"parameters file {path} does not exist")
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+        raise ValueError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read it ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping with 'common' and 'notebooks' keys")
     unknown = set(data) - {"common", "notebooks"}
@@ -44,7 +57,29 @@ def load_params(path):
         raise ValueError(f"{path}: unknown top-level keys {sorted(unknown)}; use 'common' and 'notebooks'")
     common = data.get("common") or {}
     per_nb = data.get("notebooks") or {}
+    for key, value in (("common", common), ("notebooks", per_nb)):
+        if not isinstance(value, dict):
+            raise ValueError(f"{path}: '{key}' must be a mapping, got {type(value).__name__}")
     return common, per_nb
+
+
+def check_common(common, notebooks, *, source="params"):
+    """Refuse ``common`` keys that no notebook declares (almost always a typo).
+
+    A typo such as ``cohort_cvs:`` for ``cohort_csv:`` would otherwise be ignored silently and
+    the notebooks would run on the default — the *simulated* cohort — instead of the user's.
+    """
+    declared = set()
+    for nb in notebooks:
+        declared |= set(pm.inspect_notebook(str(nb)))
+    unknown = sorted(set(common) - declared)
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, sorted(declared), n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(f"{source}: common parameter(s) {', '.join(hints)} are declared by no notebook; "
+                         f"known: {sorted(declared)}")
 
 
 def list_notebooks(notebook_dir=NOTEBOOK_DIR):
@@ -54,14 +89,16 @@ def list_notebooks(notebook_dir=NOTEBOOK_DIR):
 
 def notebook_parameters(notebook, common, per_nb):
     """Parameters to inject into ``notebook``: declared common ones plus its own overrides."""
-    import papermill as pm
-
     declared = set(pm.inspect_notebook(str(notebook)))
     own = dict(per_nb.get(Path(notebook).stem) or {})
     undeclared = set(own) - declared
     if undeclared:
+        hints = []
+        for k in sorted(undeclared):
+            close = difflib.get_close_matches(k, sorted(declared), n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise ValueError(
-            f"parameters {sorted(undeclared)} given for {Path(notebook).name} are not declared in its "
+            f"parameters {', '.join(hints)} given for {Path(notebook).name} are not declared in its "
             f"'parameters' cell (declared: {sorted(declared)})"
         )
     params = {k: v for k, v in common.items() if k in declared}
@@ -73,12 +110,13 @@ def run_notebooks(params_file=ROOT / "params.yml", *, only=None, output_dir=EXEC
                   notebook_dir=NOTEBOOK_DIR, kernel_name="python3", log=print):
     """Execute every notebook (or those whose stem starts with one of ``only``) in order.
 
-    Returns a list of ``(notebook_name, seconds)``. Raises papermill's ``PapermillExecutionError``
-    at the first failing notebook; its executed copy (with the traceback) is kept for inspection.
+    Returns a list of ``(notebook_name, seconds)``. A notebook that fails stops the run with a
+    ``ValueError`` naming the notebook, the cell's error and the executed copy (kept, with the
+    full traceback, for inspection). Unknown parameters (in ``common`` or per notebook) are
+    refused before anything runs.
     """
-    import papermill as pm
-
     common, per_nb = load_params(params_file)
+    check_common(common, list_notebooks(notebook_dir), source=str(params_file))
     unknown = set(per_nb) - {p.stem for p in list_notebooks(notebook_dir)}
     if unknown:
         raise ValueError(f"{params_file}: no notebook named {sorted(unknown)} in {notebook_dir}")
@@ -94,8 +132,12 @@ def run_notebooks(params_file=ROOT / "params.yml", *, only=None, output_dir=EXEC
         params = notebook_parameters(nb, common, per_nb)
         log(f"[run] {nb.name}  {params}")
         t0 = time.perf_counter()
-        pm.execute_notebook(str(nb), str(output_dir / nb.name), parameters=params,
-                            cwd=str(ROOT), kernel_name=kernel_name, progress_bar=False)
+        try:
+            pm.execute_notebook(str(nb), str(output_dir / nb.name), parameters=params,
+                                cwd=str(ROOT), kernel_name=kernel_name, progress_bar=False)
+        except PapermillExecutionError as exc:
+            raise ValueError(f"{nb.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "
+                             f"(the executed notebook with the full traceback: {output_dir / nb.name})") from None
         dt = time.perf_counter() - t0
         log(f"[done] {nb.name} in {dt:.1f} s")
         timings.append((nb.name, dt))

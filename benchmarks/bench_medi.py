@@ -8,7 +8,7 @@ Usage::
     python benchmarks/bench_medi.py --pipeline [--resolution 2.0] [--snr 100] [--seed 20180301]
 
 ``--pipeline`` times the compendium's default reconstruction of the head phantom end to end
-(:func:`analysis.simulation.phantom_subject.reconstruct_phantom`: simulated 11-echo acquisition, field fit,
+(:func:`analysis.simulation.phantom_qsm.reconstruct_phantom`: simulated 11-echo acquisition, field fit,
 unwrapping, PDF, MEDI+0 with SMV 5 mm and MERIT, λ 2000) step by step, and reports the
 whole-brain NRMSE and the error of the relative thalamic susceptibility (thalamus − atrial CSF,
 veins excluded) against the truth. Measured on a 2-core machine shared with other jobs: 2 mm,
@@ -156,7 +156,7 @@ def main(argv=None):
 def bench_pipeline(args):
     """Time ``reconstruct_phantom``'s default recipe on the head phantom; print steps and errors."""
     from analysis.imaging import metrics
-    from analysis.simulation import phantom_subject as ps
+    from analysis.simulation import phantom_qsm as pq
     from analysis.simulation.phantom import make_head_phantom
 
     seed = 20180301 if args.seed is None else args.seed
@@ -165,7 +165,7 @@ def bench_pipeline(args):
     ph = make_head_phantom(resolution_mm=res, seed=seed)
     t_phantom = time.perf_counter() - t0
     t0 = time.perf_counter()
-    chi_img, rec, _ = ps.reconstruct_phantom(ph, snr=args.snr or None, seed=seed, progress=args.progress)
+    chi_img, rec, _ = pq.reconstruct_phantom(ph, snr=args.snr or None, seed=seed, progress=args.progress)
     t_total = time.perf_counter() - t0
     p = rec["parameters"]
     print(f"head phantom {ph.shape} at {res:g} mm (built in {t_phantom:.1f} s), SNR {args.snr or 'noise-free'}, "
@@ -176,7 +176,7 @@ def bench_pipeline(args):
     print(f"MEDI: {rec['info']['n_gn']} Gauss-Newton steps, CG {rec['info']['n_cg']}, grid {rec['info']['grid_shape']}")
     m = rec["mask"]
     err = metrics.nrmse(rec["chi_ppm"], ph.chi_ppm, mask=m)
-    table, _ = ps.phantom_roi_table({"reconstructed": chi_img}, ph)
+    table, _ = pq.phantom_roi_table({"reconstructed": chi_img}, ph)
     row = table[table["exclude_veins"]].iloc[0]
     print(f"NRMSE {err:.1f} % on the reconstruction mask ({int(m.sum())} voxels); thalamus - CSF "
           f"{row['relative_ppb']:.2f} ppb vs truth {row['true_relative_ppb']:.2f} ({row['error_ppb']:+.2f} ppb)")

@@ -125,7 +125,7 @@ def test_run_notebooks_executes_with_injected_parameters(tmp_path):
     make_notebook(nbdir / "01-tiny.ipynb")
     make_notebook(nbdir / "02-other.ipynb", params_source="seed = 0\n", body='print(f"other seed={seed}")\n')
     params = write_yaml(tmp_path / "params.yml", {
-        "common": {"greeting": "from-common", "seed": 42, "undeclared_everywhere": 1},
+        "common": {"greeting": "from-common", "seed": 42},
         "notebooks": {"02-other": {"seed": 99}},
     })
     source_before = (nbdir / "01-tiny.ipynb").read_bytes()
@@ -139,7 +139,7 @@ def test_run_notebooks_executes_with_injected_parameters(tmp_path):
     executed = nbformat.read(str(tmp_path / "out" / "01-tiny.ipynb"), as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and 'greeting = "from-common"' in injected[0].source
-    assert "undeclared_everywhere" not in injected[0].source
+    assert "seed" not in injected[0].source.replace("seed = 42", "")  # only declared parameters, once
     assert (nbdir / "01-tiny.ipynb").read_bytes() == source_before     # the source is not touched
     assert any("01-tiny.ipynb" in line for line in logged)
 
@@ -168,15 +168,32 @@ def test_run_notebooks_rejects_overrides_for_a_missing_notebook(tmp_path):
     assert not (tmp_path / "out").exists()          # nothing ran, nothing written
 
 
-def test_run_notebooks_stops_at_a_failing_notebook(tmp_path):
-    import papermill as pm
+def test_a_typo_in_common_is_an_error_not_the_simulated_cohort(tmp_path):
+    """`cohort_cvs:` for `cohort_csv:` used to be ignored, so the notebooks ran on the bundled
+    simulated cohort instead of the user's file; now nothing runs and the message suggests the fix."""
+    nbdir = tmp_path / "nbs"
+    nbdir.mkdir()
+    make_notebook(nbdir / "01-tiny.ipynb", params_source='cohort_csv = "data/cohort.csv"\n', body="print(cohort_csv)\n")
+    params = write_yaml(tmp_path / "params.yml", {"common": {"cohort_cvs": "mine.csv"}})
+    with pytest.raises(ValueError, match=r"'cohort_cvs' \(did you mean 'cohort_csv'\?\)"):
+        run_notebooks(params, notebook_dir=nbdir, output_dir=tmp_path / "out", log=lambda s: None)
+    assert not (tmp_path / "out" / "01-tiny.ipynb").exists()
 
+
+def test_bad_yaml_is_one_line_naming_the_file(tmp_path):
+    bad = tmp_path / "params.yml"
+    bad.write_text("common:\n  seed: [1, 2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"params.yml: not valid YAML \(line"):
+        load_params(bad)
+
+
+def test_run_notebooks_stops_at_a_failing_notebook(tmp_path):
     nbdir = tmp_path / "nbs"
     nbdir.mkdir()
     make_notebook(nbdir / "01-bad.ipynb", body="raise RuntimeError('boom')\n")
     make_notebook(nbdir / "02-next.ipynb")
     params = write_yaml(tmp_path / "params.yml", {})
-    with pytest.raises(pm.PapermillExecutionError, match="boom"):
+    with pytest.raises(ValueError, match=r"01-bad.ipynb failed in cell 2: RuntimeError: boom \(the executed notebook"):
         run_notebooks(params, notebook_dir=nbdir, output_dir=tmp_path / "out", log=lambda s: None)
     assert (tmp_path / "out" / "01-bad.ipynb").is_file()          # kept for inspection
     assert not (tmp_path / "out" / "02-next.ipynb").exists()

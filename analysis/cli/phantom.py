@@ -18,6 +18,7 @@ def _cmd_phantom(args):
     _, _, files = simulate_bids_subject(args.out_dir, subject=args.subject, session=args.session,
                                         resolution_mm=args.resolution, snr=snr, seed=args.seed,
                                         phase_units=args.phase_units, write_truth=not args.no_truth,
+                                        overwrite=args.overwrite,
                                         thalamus_scale=args.thalamus_scale, thalamus_chi_ppm=args.thalamus_chi,
                                         lesion_volume_ml=args.lesion_volume, n_lesions=args.n_lesions)
     print(f"wrote {len(files)} files under {args.out_dir}")
@@ -36,8 +37,10 @@ def add_parser(subparsers):
     p.add_argument("--thalamus-chi", type=float, default=0.04, help="thalamic susceptibility in ppm vs CSF (default 0.04)")
     p.add_argument("--lesion-volume", type=float, default=5.0, help="total T2 lesion volume in mL (default 5)")
     p.add_argument("--n-lesions", type=int, default=6, help="number of lesions (default 6)")
-    p.add_argument("--phase-units", choices=("rad", "arbitrary"), default="rad",
-                   help="store phase in radians (float) or as 12-bit integers 0..4095 (default rad)")
+    p.add_argument("--phase-units", choices=("rad", "deg", "arbitrary"), default="rad",
+                   help="store phase in radians or degrees (float) or as 12-bit integers 0..4095 (default rad)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing subject of that label (default: refuse to write over it)")
     p.add_argument("--no-truth", action="store_true", help="do not write derivatives/truth")
     p.set_defaults(func=_cmd_phantom)
     return subparsers

@@ -30,7 +30,8 @@ def _cmd_qsm(args):
     extra = {"unwrap": args.unwrap, "background": args.background, "smv_radius_mm": args.smv_radius,
              "merit": args.merit}
     res = reconstruct_dataset(args.bids_dir, args.out_dir, participant_label=args.participant_label or None,
-                              recipe=args.recipe, method=args.method, lambda_=args.lambda_, b0_tesla=args.b0_tesla,
+                              session_label=args.session_label or None, phase_sign=args.phase_sign,
+                              n_procs=args.n_procs, recipe=args.recipe, method=args.method, lambda_=args.lambda_, b0_tesla=args.b0_tesla,
                               min_echoes=args.min_echoes, brain_mask_dir=args.brain_mask_dir,
                               save_fields=not args.no_fields, progress=not args.no_progress, **extra)
     for r in res:
@@ -42,8 +43,18 @@ def add_parser(subparsers):
     p = subparsers.add_parser("qsm", help="reconstruct susceptibility maps from a BIDS dataset (MEGRE)",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bids_dir", help="BIDS dataset with sub-*/anat/*_echo-<n>_part-{mag,phase}_MEGRE.nii[.gz]")
-    p.add_argument("out_dir", help="output derivative dataset (e.g. BIDS_DIR/derivatives/qsm)")
-    p.add_argument("--participant-label", nargs="+", metavar="L", help="only these participants (with or without sub-)")
+    p.add_argument("out_dir", help="output derivative dataset (e.g. BIDS_DIR/derivatives/qsm): new, empty, or "
+                                   "written by this command before (another pipeline's folder is refused)")
+    p.add_argument("--participant-label", "--participant_label", nargs="+", metavar="L",
+                   help="only these participants (with or without sub-)")
+    p.add_argument("--session-label", "--session_label", nargs="+", metavar="S",
+                   help="only these sessions (with or without ses-)")
+    p.add_argument("--n-procs", "--n_procs", type=int, default=1, metavar="N",
+                   help="series reconstructed in parallel (default 1)")
+    p.add_argument("--phase-sign", type=int, choices=(1, -1), default=1,
+                   help="multiply the phase by this sign: scanners differ in their phase polarity. Each chi map "
+                        "is checked (veins and deep grey matter must come out paramagnetic) and a suspect one "
+                        "is flagged in the log and the sidecar; then rerun with --phase-sign -1 (default 1)")
     p.add_argument("--recipe", choices=tuple(RECIPES), default="whole-brain",
                    help="named defaults: whole-brain = the MEDI toolbox's MEDI_full_process (PDF, MEDI+0 with "
                         "an R2* CSF mask, SMV 5 mm, MERIT, lambda 1000); plain = PDF + MEDI. The options "
@@ -67,7 +78,8 @@ def add_parser(subparsers):
                    help="derivative folder with sub-<L>/anat/sub-<L>_desc-brain_mask.nii.gz on the MEGRE grid "
                         "(default: computed from the magnitude by threshold and morphology; it takes in scalp "
                         "below a first-echo SNR of about 20)")
-    p.add_argument("--no-fields", action="store_true", help="do not write the total/local field maps")
+    p.add_argument("--no-fields", action="store_true",
+                   help="do not write the total/local field maps (fmap/*_desc-{total,local}_fieldmap, Hz)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_qsm)
     return subparsers

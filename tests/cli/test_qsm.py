@@ -9,7 +9,7 @@ import pytest
 from analysis.cli import main
 from analysis.imaging import reconstruct
 from analysis.imaging.qsm.recipes import resolve_recipe
-from analysis.simulation.bids_dataset import load_truth, write_megre_subject
+from analysis.simulation.bids_dataset import load_truth, read_truth_field_ppm, write_megre_subject
 from tests.helpers.megre import _edit_json, _tiny_sim
 
 
@@ -58,7 +58,8 @@ def test_cli_reads_calls_and_writes(tmp_path, fake, capsys):
     assert side["Parameters"]["lambda"] == 500.0 and side["Parameters"]["reconstruction"]["iterations"] == 3
     assert side["Parameters"]["echo_times_s"] == pytest.approx(list(sim.echo_times_s))
     assert "numpy" in side["SoftwareVersions"]
-    assert (anat / "sub-01_desc-local_fieldmap.nii.gz").exists()
+    assert (anat.parent / "fmap" / "sub-01_desc-local_fieldmap.nii.gz").exists()
+    assert (anat / "sub-01_T2starw.nii.gz").exists()  # echo-combined magnitude, the registration target
     assert not (tmp_path / "out/sub-02").exists()
     assert "sub-01: wrote" in capsys.readouterr().out
 
@@ -138,7 +139,7 @@ def test_phantom_command_writes_bids_with_truth(tmp_path, capsys):
     assert np.all(truth["chi_ppm"][np.isin(truth["labels"], (10, 49))] == np.float32(0.05))
     assert truth["params"]["simulation"]["snr"] is None  # noise-free
     # noise-free phase = φ0 + 2π γ̄ B0 field TE, up to the 12-bit quantisation
-    total = np.asarray(nib.load(out / "derivatives/truth/sub-07/anat/sub-07_desc-total_fieldmap.nii.gz").dataobj)
+    total = read_truth_field_ppm(out / "derivatives" / "truth", "07", "total")
     head = truth["brain_mask"]
     d = (data.phase[..., 1] - data.phase[..., 0])[head]
     expected = 2 * np.pi * 42.577478518e6 * 3.0 * 1e-6 * total[head] * 0.0048

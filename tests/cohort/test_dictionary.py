@@ -347,4 +347,20 @@ def test_data_readme_says_the_data_are_simulated():
     head = text[:800]
     assert "SIMULATED" in head
     assert str(cohort.DEFAULT_SEED) in text and "python -m analysis cohort" in text
-    assert "analysis/calibrate.py" in text
+    assert "analysis/simulation/calibration/__init__.py" in text
+
+
+def test_susceptibility_in_ppm_is_flagged():
+    """Values all within ±1 are in range for ppb but almost certainly ppm: kept, with a warning."""
+    import warnings
+
+    from analysis.cohort.dictionary import CohortUnitsWarning
+
+    df = load_cohort()
+    df["thalamic_relative_susceptibility_ppb"] = df["thalamic_relative_susceptibility_ppb"] / 1000.0
+    with pytest.warns(CohortUnitsWarning, match="look like ppm"):
+        out = validate_cohort(df, source="mine.csv")
+    assert out["thalamic_relative_susceptibility_ppb"].abs().max() < 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CohortUnitsWarning)
+        validate_cohort(load_cohort())          # the bundled cohort (ppb) is not flagged

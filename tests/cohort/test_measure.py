@@ -15,7 +15,8 @@ from analysis.cohort import measure
 from analysis.cli import main
 from analysis.cohort.dictionary import load_cohort
 from analysis.simulation.phantom import make_head_phantom
-from analysis.simulation.phantom_subject import true_thalamic_susceptibility, write_phantom_subject
+from analysis.simulation.freesurfer_subject import write_phantom_subject
+from analysis.simulation.phantom_qsm import true_thalamic_susceptibility
 
 THALAMUS_PPM = {"01": 0.040, "02": 0.025}
 

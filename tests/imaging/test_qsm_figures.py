@@ -103,7 +103,7 @@ def test_step_figures_reject_bad_input():
 
 def test_phantom_qsm_accuracy_on_the_true_map():
     from analysis.simulation.phantom import make_head_phantom
-    from analysis.simulation.phantom_subject import phantom_qsm_accuracy
+    from analysis.simulation.phantom_qsm import phantom_qsm_accuracy
 
     ph = make_head_phantom(resolution_mm=4.0, seed=1)
     m = ph.brain_mask

@@ -242,9 +242,13 @@ def test_segmentation_on_a_1mm_grid_gives_the_same_answer(phantom, measured):
     assert on_chi.shape == CHI_SHAPE
     np.testing.assert_allclose(on_chi.affine, phantom["affine"])
     assert np.array_equal(np.asarray(on_chi.dataobj), phantom["labels"])
-    res = roi.thalamic_susceptibility(phantom["chi"], seg1)
+    res = roi.thalamic_susceptibility(phantom["chi"], seg1, partial_volume=False)
     for key in ("relative_ppb", "thalamus_ppb", "csf_reference_ppb", "n_voxels", "n_vein_voxels_excluded"):
         assert res[key] == pytest.approx(measured[key], abs=1e-9)
+    # with the partial-volume rule (finer segmentation) only voxels mostly inside the thalamus stay
+    pv = roi.thalamic_susceptibility(phantom["chi"], seg1)
+    assert pv["left_partial_volume_rule"] == "fraction" and pv["n_voxels"] <= res["n_voxels"]
+    assert pv["relative_ppb"] == pytest.approx(TRUE_RELATIVE_PPB, abs=1.0)
 
 
 def test_reoriented_and_shifted_segmentation_gives_the_same_answer(phantom, measured):

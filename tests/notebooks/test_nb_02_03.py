@@ -12,7 +12,7 @@ import pytest
 from tests.helpers.notebooks import execute_notebook
 
 from analysis.simulation.phantom import make_head_phantom
-from analysis.simulation.phantom_subject import phantom_subject_measures
+from analysis.simulation.anatomy import phantom_subject_measures
 
 
 @pytest.mark.slow

@@ -3,14 +3,15 @@
 import numpy as np
 import pytest
 
+from analysis.imaging.qsm.kernels import GAMMA_HZ_PER_T
 from analysis.simulation.phantom import make_head_phantom
 from analysis.simulation.acquisition import (
-    GAMMA_BAR_HZ_PER_T,
     PAPER_PROTOCOL,
     field_to_phase,
     paper_echo_times,
     phantom_fields,
     simulate_megre,
+    simulation_seed,
 )
 
 
@@ -41,7 +42,7 @@ def test_protocol_echo_times():
     assert te[-1] < PAPER_PROTOCOL["repetition_time_s"] == 0.057
     # 1 ppm at 3 T is 127.73 Hz: over 1 ms that is 0.8026 rad
     assert field_to_phase(1.0, 1e-3, b0_tesla=3.0) == pytest.approx(2 * np.pi * 127.732e-3, rel=1e-4)
-    assert GAMMA_BAR_HZ_PER_T == pytest.approx(42.577478518e6)
+    assert GAMMA_HZ_PER_T == pytest.approx(42.577478518e6)
 
 
 def test_phase_equals_field_times_te_wrapped(ph, clean):
@@ -49,7 +50,7 @@ def test_phase_equals_field_times_te_wrapped(ph, clean):
     assert sim.magnitude.shape == ph.shape + (11,) and sim.phase.dtype == np.float32
     head = ph.m0 > 0
     for n, te in enumerate(sim.echo_times_s):
-        expected = sim.phase_offset_rad + 2 * np.pi * GAMMA_BAR_HZ_PER_T * 3.0 * 1e-6 * sim.total_field_ppm * te
+        expected = sim.phase_offset_rad + 2 * np.pi * GAMMA_HZ_PER_T * 3.0 * 1e-6 * sim.total_field_ppm * te
         err = _wrap(sim.phase[..., n] - expected)[head]
         assert np.abs(err).max() < 2e-3, n
     # wrapped to (−π, π], and really wrapped: the unwrapped phase at the last echo exceeds ±π in the brain
@@ -131,3 +132,9 @@ def test_deterministic_and_errors(ph, fields):
         simulate_megre(ph, fields=fields, snr=-1)
     with pytest.raises(ValueError, match="shape"):
         simulate_megre(ph, fields=(np.zeros((2, 2, 2)), np.zeros((2, 2, 2))))
+
+
+def test_simulation_seed_is_derived_from_the_phantom_seed():
+    """One rule for the BIDS export, the notebooks and the imaging cohort: first word of SeedSequence(seed)."""
+    assert simulation_seed(20180301) == int(np.random.SeedSequence(20180301).generate_state(1)[0])
+    assert simulation_seed(0) != simulation_seed(1)

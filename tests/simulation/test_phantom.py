@@ -7,6 +7,7 @@ from scipy import ndimage
 from analysis.imaging.labels import THALAMUS, VENTRICULAR_CSF
 from analysis.simulation import phantom as P
 from analysis.simulation.phantom import TISSUES, make_head_phantom
+from analysis.simulation.phantom.atlas import world_atlas_1mm
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def ph():
 def test_atlas_ships_inside_the_wheel():
     path = P.atlas_path()
     assert path.is_file() and "site-packages" in str(path) and path.name == "atlas_desikan_killiany.nii.gz"
-    world, aff, hull = P._world_atlas_1mm()
+    world, aff, hull = world_atlas_1mm()
     ids = set(np.unique(world).tolist())
     # every structure the compendium needs is in the bundled FreeSurfer segmentation
     assert {2, 41, 3, 42, 4, 43, 10, 49, 11, 50, 12, 51, 13, 52, 24} <= ids

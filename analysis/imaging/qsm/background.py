@@ -23,7 +23,8 @@ import warnings
 
 import numpy as np
 import scipy.fft as sfft
-from tqdm.auto import tqdm
+
+from analysis.io import progress_bar
 
 from .kernels import (
     FFT_WORKERS,
@@ -224,7 +225,7 @@ def pdf(total_field, mask, *, voxel_size, noise_std=None, b0_direction=(0.0, 0.0
     p = r.copy()
     rr = float(np.dot(r.ravel(), r.ravel()))
     rr0 = rr
-    bar = tqdm(range(int(max_iter)), desc="PDF", disable=not progress, leave=False)
+    bar = progress_bar(range(int(max_iter)), desc="PDF", enabled=progress, nested=True)
     for _ in bar:
         if rr <= stop * stop or rr0 == 0:
             break

@@ -37,7 +37,8 @@ import time
 
 import numpy as np
 import scipy.fft as sfft
-from tqdm.auto import tqdm
+
+from analysis.io import progress_bar
 
 from .fit import rad_per_ppm
 from .kernels import (
@@ -452,7 +453,7 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
     p = np.empty(shp, np.float32)
     ap = np.empty(shp, np.float32)
     n_cg, ratios = [], []
-    bar = tqdm(range(max_iter), desc="MEDI Gauss-Newton", disable=not progress, leave=False)
+    bar = progress_bar(range(max_iter), desc="MEDI Gauss-Newton", enabled=progress, nested=True)
     for _ in bar:
         # IRLS weights of the L1 term at the current χ
         for k in range(3):

@@ -23,7 +23,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from analysis.io import progress_bar
 
 from .kernels import GAMMA_HZ_PER_T
 
@@ -175,7 +176,7 @@ def fit_field_complex(signal, echo_times_s, *, mask=None, max_iter=30, reltol=1e
     resid = np.zeros(n_vox)
     n_iter = 0
     starts = range(0, n_vox, _BLOCK)
-    for i0 in tqdm(starts, desc="field fit", disable=not progress or len(starts) < 2, leave=False):
+    for i0 in progress_bar(starts, desc="field fit", enabled=progress and len(starts) > 1, nested=True):
         blk = slice(i0, min(i0 + _BLOCK, n_vox))
         out = _fit_block(flat[idx[blk]], tau, int(max_iter), float(reltol))
         p0[blk], p1[blk], var_p1[blk], resid[blk], k = out

@@ -24,7 +24,8 @@ import time
 from collections.abc import Mapping
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from analysis.io import progress_bar
 
 from .background import pdf, vsharp
 from .dipole import medi, tkd
@@ -33,7 +34,7 @@ from .kernels import as_direction, as_voxel_size
 from .mask import brain_mask, csf_mask_from_r2star
 from .unwrap import unwrap_laplacian, unwrap_path
 
-__all__ = ["reconstruct_megre", "reconstruct_recipes", "UNWRAP_METHODS", "BACKGROUND_METHODS",
+__all__ = ["reconstruct_megre", "reconstruct_recipes", "medi_noise_std", "UNWRAP_METHODS", "BACKGROUND_METHODS",
            "INVERSION_METHODS"]
 
 UNWRAP_METHODS = ("laplacian", "path", "none")
@@ -207,7 +208,7 @@ def reconstruct_recipes(magnitude, phase, echo_times_s, *, recipes, voxel_size_m
     fit_options, mask_options, unwrap_options = (dict(o or {}) for o in (fit_options, mask_options, unwrap_options))
 
     timings = {}
-    bar = tqdm(total=4 + 2 * len(checked), desc="QSM", disable=not progress)
+    bar = progress_bar(total=4 + 2 * len(checked), desc="QSM", enabled=progress, nested=True)
 
     def step(name):
         bar.set_description(f"QSM: {name}")
@@ -302,7 +303,7 @@ def reconstruct_recipes(magnitude, phase, echo_times_s, *, recipes, voxel_size_m
             chi_mask = cur_mask
         else:
             if medi_noise is None:
-                medi_noise = (_medi_noise(fit.noise_std_rad, bmask),)
+                medi_noise = (medi_noise_std(fit.noise_std_rad, bmask),)
             noise_in = medi_noise[0]
             if noise_in is not None:
                 noise_in = np.where(cur_mask, noise_in, 1.0)
@@ -389,12 +390,25 @@ def _freeze(options):
     return tuple(out)
 
 
-def _medi_noise(noise_rad, mask):
+def medi_noise_std(noise_rad, mask):
     """Noise map for MEDI's data weights, or None for uniform weights (noise-free data).
 
     Non-finite values in the mask become the largest finite one (least reliable); values below
     1e-3 × the median — zero included: :func:`fit_field_complex` reports 0 where the fit is exact
     — are floored there. A median of 0 means noise-free data: uniform weights.
+
+    Parameters
+    ----------
+    noise_rad : ndarray
+        Noise standard deviation of the fitted field (radians per echo spacing), e.g. the
+        ``noise_std_rad`` of :func:`fit_field_complex` or of :func:`reconstruct_megre`'s output.
+    mask : ndarray of bool
+        Brain mask (same shape).
+
+    Returns
+    -------
+    ndarray of float64 or None
+        The floored noise map (1 outside ``mask``), MEDI's ``noise_std``; None for noise-free data.
     """
     n = np.asarray(noise_rad, dtype=np.float64)
     nm = n[mask]

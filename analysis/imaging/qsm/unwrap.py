@@ -23,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
-from tqdm.auto import tqdm
+
+from analysis.io import progress_bar
 
 from .kernels import FFT_WORKERS, as_voxel_size
 
@@ -162,7 +163,7 @@ def unwrap_laplacian(
         p = z.copy()
         rz = np.vdot(r, z)
         bnorm = np.linalg.norm(b)
-        bar = tqdm(range(int(max_iter)), desc="Laplacian unwrap", disable=not progress, leave=False)
+        bar = progress_bar(range(int(max_iter)), desc="Laplacian unwrap", enabled=progress, nested=True)
         if bnorm > 0:
             for _ in bar:
                 ap = apply_a(p)

@@ -1,10 +1,11 @@
-"""Tests of analysis.simulation.imaging_cohort: phantoms built from cohort rows, measured back, in parallel.
+"""The imaging cohort's driver: resuming, failures, joblib and Dask, on phantoms built from cohort rows.
 
 The cohort is a small random one (``example_cohort``, not the calibrated ``data/cohort.csv``),
 plus one subject whose thalamic volume the phantom cannot build (a deliberately failing
 subject). The slow tests share one joblib run of 4 + 1 subjects at 2 mm in a temporary work
 folder; they check resuming (nothing recomputed, the failure retried or not), a Dask cluster
-(2 in-process workers) against joblib, and the issue's acceptance criterion.
+(2 in-process workers) against joblib, the BIDS route against the in-memory one, and the issue's
+acceptance criterion.
 """
 
 import json
@@ -13,119 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.cohort.dictionary import validate_cohort
 from analysis.simulation import imaging_cohort as ic
 from analysis.stats.agreement import bland_altman, icc
-from analysis.cohort.dictionary import COLUMN_NAMES, validate_cohort
-
-GOOD = ["sub-001", "sub-002", "sub-003", "sub-004"]
-BAD = "sub-bad"
-
-
-def small_cohort():
-    """4 random subjects + one with a thalamic volume of 1000 mm³ (scale 0.05: cannot be built)."""
-    df = ic.example_cohort(4, seed=11)
-    bad = df.iloc[[0]].copy()
-    bad["subject_id"] = BAD
-    bad["thalamic_volume_mm3"] = 1000.0
-    return validate_cohort(pd.concat([df, bad], ignore_index=True))
-
-
-# -- seeds, selection, settings ------------------------------------------------------------------
-
-
-def test_subject_seed_is_the_spawned_child():
-    children = np.random.SeedSequence(20180301).spawn(5)
-    for i in (0, 3, 4):
-        assert ic.subject_seed(20180301, i) == int(children[i].generate_state(1)[0])
-    assert len({ic.subject_seed(1, i) for i in range(50)}) == 50
-    with pytest.raises(ValueError, match="index"):
-        ic.subject_seed(1, -1)
-
-
-def test_select_subjects():
-    cohort = ic.example_cohort(20, seed=0)
-    a = ic.select_subjects(cohort, 5, seed=3)
-    assert a == sorted(a) and len(set(a)) == 5 and a == ic.select_subjects(cohort, 5, seed=3)
-    assert ic.select_subjects(cohort, None) == list(range(20))
-    assert ic.select_subjects(cohort, 50) == list(range(20))
-    assert ic.select_subjects(cohort, subject_ids=["sub-010", "sub-002"]) == [1, 9]
-    with pytest.raises(ValueError, match="sub-999"):
-        ic.select_subjects(cohort, subject_ids=["sub-999"])
-    with pytest.raises(ValueError, match="n_subjects"):
-        ic.select_subjects(cohort, 0)
-
-
-@pytest.mark.parametrize("kwargs, name", [({"resolution_mm": 0.1}, "resolution_mm"), ({"snr": -1}, "snr"),
-                                          ({"method": "star"}, "method"), ({"qsm_route": "x"}, "qsm_route"),
-                                          ({"background": "sharp"}, "background"), ({"n_lesions": 0}, "n_lesions")])
-def test_settings_validation_names_the_parameter(kwargs, name):
-    with pytest.raises(ValueError, match=name):
-        ic.ImagingSettings(**kwargs)
-
-
-def test_example_cohort_is_valid():
-    df = ic.example_cohort(12, seed=2)
-    assert list(df.columns) == list(COLUMN_NAMES)
-    assert df["thalamic_relative_susceptibility_ppb"].between(-61.5, 6.4).all()
-
-
-def test_fingerprint_depends_on_settings_row_and_position():
-    row = ic.example_cohort(1).iloc[0].to_dict()
-    s = ic.ImagingSettings()
-    f = ic._fingerprint(row, 0, s)
-    assert f == ic._fingerprint(row, 0, ic.ImagingSettings(image_dir="/tmp/x"))   # not part of it
-    assert f != ic._fingerprint(row, 1, s)
-    assert f != ic._fingerprint(row, 0, ic.ImagingSettings(snr=50.0))
-    assert f != ic._fingerprint(dict(row, thalamic_volume_mm3=row["thalamic_volume_mm3"] + 1), 0, s)
-
-
-# -- one subject -----------------------------------------------------------------------------------
-
-
-def test_build_subject_phantom_follows_the_row():
-    from analysis.simulation.phantom_subject import true_thalamic_susceptibility
-
-    s = ic.ImagingSettings()
-    ph, info = ic.build_subject_phantom(relative_susceptibility_ppb=-37.5, thalamic_volume_mm3=12500.0,
-                                        t2_lesion_volume_ml=7.3, seed=5, settings=s)
-    assert true_thalamic_susceptibility(ph)["relative_ppb"] == pytest.approx(-37.5, abs=1e-3)
-    assert abs(info["thalamic_volume_mm3"] / 12500.0 - 1) <= 0.02          # tolerance 1 %, steps ~1 %
-    assert info["thalamic_volume_mm3"] == np.isin(ph.aseg, (10, 49)).sum() * 8.0
-    assert ph.params["lesion_volume_ml"] == pytest.approx(7.3, abs=0.008)   # one 2 mm voxel
-    assert 1 <= info["volume_iterations"] <= s.max_volume_iterations
-
-
-@pytest.mark.parametrize("column, kwargs", [
-    ("thalamic_volume_mm3", {"thalamic_volume_mm3": 1000.0, "t2_lesion_volume_ml": 5.0}),
-    ("t2_lesion_volume_ml", {"thalamic_volume_mm3": 14000.0, "t2_lesion_volume_ml": 500.0}),
-])
-def test_build_subject_phantom_names_the_column_it_cannot_build(column, kwargs):
-    with pytest.raises(ValueError, match=column):
-        ic.build_subject_phantom(relative_susceptibility_ppb=-30.0, seed=0, settings=ic.ImagingSettings(),
-                                 **kwargs)
-
-
-def test_failing_subject_returns_its_error():
-    row = small_cohort().iloc[4].to_dict()
-    res = ic.measure_cohort_subject(row, ic.ImagingSettings(), index=4)
-    assert res["status"] == "failed" and res["subject_id"] == BAD
-    assert "thalamic_volume_mm3" in res["error"] and "Traceback" in res["traceback"]
-    assert set(res) == set(ic.RESULT_KEYS)
-
-
-def test_measured_cohort_replaces_only_the_simulated_columns():
-    cohort = ic.example_cohort(3, seed=4)
-    res = pd.DataFrame([dict.fromkeys(ic.RESULT_KEYS) for _ in range(3)])
-    res["subject_id"] = cohort["subject_id"]
-    res["status"] = ["ok", "failed", "ok"]
-    res["measured_thalamic_relative_susceptibility_ppb"] = [-20.0, np.nan, -30.0]
-    res["measured_thalamic_volume_mm3"] = [12000.0, np.nan, 15000.0]
-    res["measured_t2_lesion_volume_ml"] = [3.0, np.nan, 4.0]
-    m = ic.measured_cohort(cohort, res)
-    assert list(m.columns) == list(COLUMN_NAMES) and list(m["subject_id"]) == ["sub-001", "sub-003"]
-    assert list(m["thalamic_relative_susceptibility_ppb"]) == [-20.0, -30.0]
-    keep = cohort.set_index("subject_id").loc[["sub-001", "sub-003"], list(ic.CARRIED_COLUMNS)]
-    pd.testing.assert_frame_equal(m.set_index("subject_id")[list(ic.CARRIED_COLUMNS)], keep)
+from tests.helpers.imaging_cohort import BAD, GOOD, small_cohort
 
 
 def test_failed_results_are_retried_unless_asked_and_recomputed_for_new_settings(tmp_path):
@@ -154,6 +46,16 @@ def test_run_rejects_bad_arguments(tmp_path):
     bad = cohort.drop(columns=["thalamic_volume_mm3"])
     with pytest.raises(ValueError, match="thalamic_volume_mm3"):
         ic.run_imaging_cohort(bad, work_dir=tmp_path)
+
+
+def test_a_subject_id_cannot_write_outside_the_work_folder(tmp_path):
+    """An id like ``../../x`` used to fail its subject but still write its result file two folders up."""
+    cohort = small_cohort()
+    cohort.loc[0, "subject_id"] = "../../escaped"
+    work = tmp_path / "a" / "b" / "work"
+    with pytest.raises(ValueError, match="not usable as file names"):
+        ic.run_imaging_cohort(cohort, work_dir=work, subject_ids=["../../escaped"], progress=False)
+    assert not list(tmp_path.rglob("escaped*"))
 
 
 # -- the real pipeline on a small cohort (slow) ----------------------------------------------------

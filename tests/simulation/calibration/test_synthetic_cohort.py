@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 
 from analysis.simulation import calibration as calibrate
+from analysis.simulation.calibration import write_synthetic_cohort
 from analysis.stats import models
 from analysis.cohort.dictionary import describe_cohort, load_cohort
 from analysis.stats.published import prints_as, published, table_rows
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BUNDLED = ROOT / "data" / "cohort.csv"
 
 
@@ -96,75 +97,9 @@ def test_values_are_realistic(df):
     assert df["subject_id"].is_unique
 
 
-# -- building blocks --------------------------------------------------------------------------
-
-
-def test_row_distance_below_one_iff_prints():
-    """The calibration's criterion agrees with printing, on a grid around Table 2's enhancing row."""
-    row = {(r["predictor"], r["model"]): r for r in table_rows("table2")}[("enhancing_lesions_present",
-                                                                        "unadjusted")]
-    centres, hw = calibrate._printed_centres([(None, row)], {})
-    rng = np.random.default_rng(0)
-    b = rng.uniform(8.39, 8.41, 2000)
-    se = rng.uniform(4.022, 4.031, 2000)
-    d = calibrate._row_distances(b, se, 93, centres, hw)
-    from scipy import stats
-
-    t = stats.t.ppf(0.975, 93)
-    p = 2 * stats.t.sf(np.abs(b / se), 93)
-    printed = np.array([prints_as(bi, row["coef"]) and prints_as(bi - t * si, row["ci_low"]) and
-                        prints_as(bi + t * si, row["ci_high"]) and prints_as(pi, row["p"])
-                        for bi, si, pi in zip(b, se, p)])
-    assert printed.any() and (~printed).any()
-    assert np.array_equal(np.abs(d).max(axis=1) < 1, printed)
-
-
-def test_row_region_detects_the_inconsistent_table2_age_p():
-    row = {(r["predictor"], r["model"]): r for r in table_rows("table2")}[("age", "adjusted")]
-    assert calibrate.row_region(row, 89)["n_points"] == 0                    # .02 cannot go with the CI
-    assert calibrate.row_region(row, 89, p_printed=".028")["n_points"] > 0   # the text's .028 can
-
-
-def test_binary_profiles_have_the_requested_counts():
-    prof = calibrate.binary_profiles(calibrate.CROSS_COUNTS)
-    e, m, d, k = prof.T
-    assert k.sum() == 95 and (k >= 0).all()
-    assert (k * e).sum() == 9 and (k * m).sum() == 31 and (k * d).sum() == 57
-    assert ((k * e * m).sum(), (k * e * d).sum(), (k * m * d).sum()) == calibrate.CROSS_COUNTS
-    with pytest.raises(ValueError, match="impossible"):
-        calibrate.binary_profiles((9, 9, 40))
-
-
-def test_fix_moments_meets_mean_sd_and_range():
-    rng = np.random.default_rng(1)
-    x = calibrate._fix_moments(rng.normal(40, 8, 95), lo=25, hi=71, mean=42.0, sd=10.4, step=0.1, rng=rng,
-                               mean_tol=0.05, sd_tol=0.002)
-    assert abs(x.mean() - 42) < 0.05 and abs(x.std(ddof=1) - 10.4) < 0.002
-    assert x.min() == 25 and x.max() == 71
-    assert np.allclose(x * 10, np.round(x * 10))
-
-
-def test_shape_residuals_keeps_the_exact_fit_and_the_summary():
-    """y = fitted + residuals orthogonal to D: OLS of y on D returns the planted coefficients."""
-    rng = np.random.default_rng(2)
-    n = 95
-    s = rng.normal(-29, 11.7, n)
-    D = np.column_stack([np.ones(n), s])
-    summary = {"mean": "14.0", "sd": "2.1", "min": "8.4", "max": "20.0"}
-    y = calibrate.shape_residuals(9.0 * s, D, 2000.0 * np.sqrt(n - 2), summary, rng, scale=1e-3)
-    coef, *_ = np.linalg.lstsq(D, y, rcond=None)
-    assert coef[1] == pytest.approx(9.0, abs=1e-6)
-    resid = y - D @ coef
-    assert np.sqrt(resid @ resid / (n - 2)) == pytest.approx(2000.0, rel=1e-6)
-    for stat, value in (("mean", y.mean()), ("min", y.min()), ("max", y.max())):
-        assert value * 1e-3 == pytest.approx(float(summary[stat]), abs=1e-6)
-
-
 @pytest.mark.slow
 def test_regeneration_is_byte_identical(tmp_path):
     """`python -m analysis cohort` reproduces the committed data/cohort.csv exactly (about 3 min)."""
-    from analysis.simulation.calibration import write_synthetic_cohort
-
     out = write_synthetic_cohort(tmp_path / "cohort.csv")
     assert out.read_bytes() == BUNDLED.read_bytes()
     pd.testing.assert_frame_equal(load_cohort(out), load_cohort(BUNDLED))

@@ -14,8 +14,10 @@ import pytest  # noqa: E402
 from analysis.imaging import figures
 from analysis.imaging import roi  # noqa: E402
 from analysis.imaging import freesurfer as fs  # noqa: E402
-from analysis.simulation import phantom_subject as ps  # noqa: E402
+from analysis.simulation.anatomy import gray_matter_mask  # noqa: E402
+from analysis.simulation.freesurfer_subject import write_phantom_subject  # noqa: E402
 from analysis.simulation.phantom import make_head_phantom  # noqa: E402
+from analysis.simulation.phantom_qsm import true_thalamic_susceptibility  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,7 @@ def phantom():
 
 @pytest.fixture(scope="module")
 def subject(phantom, tmp_path_factory):
-    return ps.write_phantom_subject(phantom, tmp_path_factory.mktemp("subjects"), "ph")
+    return write_phantom_subject(phantom, tmp_path_factory.mktemp("subjects"), "ph")
 
 
 def test_round_trip_is_exact(phantom, subject):
@@ -36,7 +38,7 @@ def test_round_trip_is_exact(phantom, subject):
     vox = float(np.prod(phantom.voxel_size_mm))
     assert stats["left_thalamic_volume_mm3"] == (phantom.aseg == 10).sum() * vox
     assert stats["thalamic_volume_mm3"] == np.isin(phantom.aseg, (10, 49)).sum() * vox
-    assert stats["total_gray_volume_mm3"] == ps.gray_matter_mask(phantom.aseg).sum() * vox
+    assert stats["total_gray_volume_mm3"] == gray_matter_mask(phantom.aseg).sum() * vox
     # the aseg thalamus keeps the vein voxels: larger than the tissue
     assert stats["thalamic_volume_mm3"] > phantom.params["thalamus_volume_ml"]["total"] * 1000
     assert 1.5 < stats["mean_cortical_thickness_mm"] < 4.0
@@ -66,7 +68,7 @@ def test_aparc_tables(subject):
 
 
 def test_freesurfer6_layout(phantom, subject, tmp_path):
-    s6 = ps.write_phantom_subject(phantom, tmp_path, "ph6", freesurfer_version=6)
+    s6 = write_phantom_subject(phantom, tmp_path, "ph6", freesurfer_version=6)
     stats6 = fs.read_subject_stats(s6.subject_dir)
     stats7 = fs.read_subject_stats(subject.subject_dir)
     for key in subject.expected:
@@ -99,23 +101,23 @@ def test_images(phantom, subject):
 def test_subject_dir_feeds_the_roi(phantom, subject):
     chi = nib.Nifti1Image(phantom.chi_ppm.astype(np.float32), phantom.affine)
     out = roi.thalamic_susceptibility(chi, subject.subject_dir)
-    truth = ps.true_thalamic_susceptibility(phantom)["relative_ppb"]
+    truth = true_thalamic_susceptibility(phantom)["relative_ppb"]
     assert out["relative_ppb"] == pytest.approx(truth, abs=1.0)
 
 
 def test_never_overwrites(phantom, subject, tmp_path):
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        ps.write_phantom_subject(phantom, subject.subject_dir.parent, "ph")
-    again = ps.write_phantom_subject(phantom, subject.subject_dir.parent, "ph", overwrite=True)
+        write_phantom_subject(phantom, subject.subject_dir.parent, "ph")
+    again = write_phantom_subject(phantom, subject.subject_dir.parent, "ph", overwrite=True)
     assert again.expected == subject.expected
     real = tmp_path / "bert"
     (real / "stats").mkdir(parents=True)
     (real / "stats" / "aseg.stats").write_text("# a real FreeSurfer file\n")
     with pytest.raises(FileExistsError, match="not written by"):
-        ps.write_phantom_subject(phantom, tmp_path, "bert", overwrite=True)
+        write_phantom_subject(phantom, tmp_path, "bert", overwrite=True)
     assert (real / "stats" / "aseg.stats").read_text() == "# a real FreeSurfer file\n"
     with pytest.raises(ValueError, match="freesurfer_version"):
-        ps.write_phantom_subject(phantom, tmp_path, "x", freesurfer_version=5)
+        write_phantom_subject(phantom, tmp_path, "x", freesurfer_version=5)
 
 
 def test_figure1_segmentation_is_radiological(subject):

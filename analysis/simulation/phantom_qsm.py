@@ -1,0 +1,329 @@
+"""The head phantom as a QSM subject: its images, a simulated reconstruction, its truth, ROI scores.
+
+For the ROI notebook, the QSM notebook and the imaging cohort:
+:func:`phantom_images` (true χ, aseg, synthetic FLAIR/T1, lesion mask as NIfTI),
+:func:`reconstruct_phantom` (simulated 3 T MEGRE acquisition → χ map),
+:func:`invert_ideal_background` (diagnostic inversion with the true background field removed),
+:func:`true_thalamic_susceptibility` (the truth), :func:`vein_detection_scores` (excluded voxels
+vs the phantom's veins), :func:`phantom_roi_table` (measured vs true relative susceptibility,
+with and without vein exclusion) and :func:`phantom_qsm_accuracy` (whole-brain and ROI accuracy
+of several χ maps).
+"""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from analysis.imaging.labels import LATERAL_VENTRICLES, THALAMUS
+from analysis.imaging.metrics import qsm_accuracy_table
+from analysis.imaging.qsm import medi
+from analysis.imaging.qsm.pipeline import medi_noise_std, reconstruct_megre
+from analysis.imaging.qsm.recipes import complete_recipe
+from analysis.imaging.roi import thalamic_susceptibility
+from analysis.simulation.acquisition import simulate_megre, simulation_seed
+from analysis.simulation.anatomy import synthetic_flair, synthetic_t1
+
+__all__ = [
+    "PHANTOM_LAMBDA", "ROI_TABLE_COLUMNS", "phantom_images", "reconstruct_phantom", "invert_ideal_background",
+    "true_thalamic_susceptibility", "vein_detection_scores", "phantom_roi_table", "phantom_qsm_accuracy",
+]
+
+
+def phantom_images(phantom):
+    """The phantom's images as NIfTI (all on the phantom grid, in its world space).
+
+    Returns
+    -------
+    dict of str -> nibabel.Nifti1Image
+        ``chi`` (true χ, ppm, float32, NaN outside the brain mask, as a QSM map is only
+        defined in the brain), ``aseg`` (int32), ``flair`` and ``t1`` (synthetic, uint8),
+        ``lesions`` and ``brain_mask`` (uint8).
+    """
+    aff = phantom.affine
+    chi = np.where(phantom.brain_mask, phantom.chi_ppm, np.nan).astype(np.float32)
+    return {
+        "chi": nib.Nifti1Image(chi, aff),
+        "aseg": nib.Nifti1Image(np.asarray(phantom.aseg, np.int32), aff),
+        "flair": synthetic_flair(phantom),
+        "t1": synthetic_t1(phantom),
+        "lesions": nib.Nifti1Image(np.asarray(phantom.lesion_mask, np.uint8), aff),
+        "brain_mask": nib.Nifti1Image(np.asarray(phantom.brain_mask, np.uint8), aff),
+    }
+
+
+#: Data weight λ of MEDI in :func:`reconstruct_phantom`'s default recipe (see its Notes).
+PHANTOM_LAMBDA = 2000.0
+
+
+def reconstruct_phantom(phantom, *, snr=100.0, seed=0, background="pdf",
+                        vsharp_max_radius_mm=25.0, method="medi0", lambda_=PHANTOM_LAMBDA, progress=False,
+                        smv_radius_mm=None, merit=None):
+    """Simulate the phantom's multi-echo GRE acquisition and reconstruct its χ map.
+
+    The phantom's own brain mask is used (:func:`analysis.imaging.qsm.pipeline.reconstruct_megre` with
+    ``mask=phantom.brain_mask``), as a brain extraction would give on real data, and, for
+    ``method='medi0'``, its lateral ventricles as the CSF mask.
+
+    The default is the MEDI toolbox's whole-brain recipe (``MEDI_full_process``): PDF background
+    removal, then MEDI+0 (CSF regularisation and zero reference) with the SMV high-pass of
+    radius 5 mm and MERIT — :data:`analysis.imaging.qsm.pipeline.WHOLE_BRAIN_RECIPE` — with λ = 2000
+    (see Notes).
+
+    Parameters
+    ----------
+    phantom : analysis.simulation.phantom.HeadPhantom
+    snr : float or None
+        First-echo SNR in the brain (:func:`analysis.simulation.acquisition.simulate_megre`).
+    seed : int
+        Phantom seed; the acquisition uses :func:`analysis.simulation.acquisition.simulation_seed` of it.
+    background : {'pdf', 'vsharp', 'none'}
+        Background field removal (default PDF).
+    vsharp_max_radius_mm : float
+        Largest V-SHARP sphere (mm), for ``background='vsharp'``; radii go down to one voxel in
+        one-voxel steps (:func:`analysis.imaging.qsm.recipes.vsharp_radii_mm`). (The pipeline's
+        default is 12 mm; 25 mm gave the lower whole-brain error with V-SHARP on the phantom.)
+    method : {'medi0', 'medi', 'tkd'}
+        Dipole inversion (default MEDI+0).
+    lambda_ : float
+        MEDI data weight (field in radians; default :data:`PHANTOM_LAMBDA` = 2000, the toolbox's
+        default is 1000).
+    progress : bool
+        Progress bars.
+    smv_radius_mm : float, optional
+        MEDI's SMV high-pass radius (mm). Default (None): the rule of
+        :func:`analysis.imaging.qsm.recipes.complete_recipe` — 5 mm after PDF or no background
+        removal, none after V-SHARP (whose local field is already high-passed) or for TKD; 0
+        switches it off.
+    merit : bool, optional
+        MEDI's MERIT reweighting. Default (None): on whenever the SMV high-pass is.
+
+    Returns
+    -------
+    chi_img : nibabel.Nifti1Image
+        χ (ppm, float32), NaN outside the reconstruction's mask (eroded by the SMV radius or by
+        V-SHARP).
+    recon : dict
+        The output of ``reconstruct_megre``.
+    sim : analysis.simulation.acquisition.MegreSimulation
+
+    Notes
+    -----
+    Relative thalamic susceptibility (thalamus − atrial CSF, veins excluded,
+    :func:`analysis.imaging.roi.thalamic_susceptibility`) of the 2 mm phantom at SNR 100 (truth 40 ppb),
+    error in ppb:
+
+    ======================================================  ==============================
+    recipe                                                  error (seeds 20180301, 1, 2)
+    ======================================================  ==============================
+    V-SHARP (25 mm) + MEDI, λ 1000 (the former default)     −4.1 (seed 20180301)
+    PDF + MEDI+0 + SMV 5 mm + MERIT, λ 1000 (toolbox)       −2.5 … −2.7
+    PDF + MEDI+0 + SMV 5 mm + MERIT, λ 2000 (default)       −1.5 … −1.7
+    ======================================================  ==============================
+
+    The error does not depend on the thalamic χ (the same within 0.1 ppb for 30, 40 and
+    60 ppb): it is an offset, not a loss of contrast proportional to χ. It comes from MEDI's L1
+    term: on noisy data the magnitude edge mask misses the weak thalamus/white-matter boundary,
+    whose gradient is then penalised, which lowers a plateau by an amount independent of its
+    height and proportional to 1/λ (noise-free data: −0.3 ppb). λ = 2000 is the value that
+    minimises the whole-brain NRMSE over the brain eroded by 5 mm at SNR 100 (19.2 % vs 21.0 %
+    at λ 1000 and 20.4 % at λ 4000 for seed 20180301; 18.4 % vs 20.9 % for seed 1); at SNR 50
+    the NRMSE is flat between λ 1500 and 2000 (23.0 %, 23.3 %; 23.9 % at 1000). It was chosen on
+    the whole-brain error, not on the thalamus.
+    """
+    kw = complete_recipe(background=background, method=method, lambda_=lambda_,
+                         voxel_size_mm=phantom.voxel_size_mm, vsharp_max_radius_mm=vsharp_max_radius_mm,
+                         csf_mask=np.isin(phantom.labels, LATERAL_VENTRICLES), smv_radius_mm=smv_radius_mm,
+                         merit=merit)
+    sim = simulate_megre(phantom, snr=snr, seed=simulation_seed(seed))
+    rec = reconstruct_megre(sim.magnitude, sim.phase, sim.echo_times_s,
+                            voxel_size_mm=sim.voxel_size_mm, b0_tesla=sim.b0_tesla,
+                            b0_direction=sim.b0_direction, mask=phantom.brain_mask, progress=progress, **kw)
+    chi = np.where(rec["mask"], rec["chi_ppm"], np.nan).astype(np.float32)
+    return nib.Nifti1Image(chi, phantom.affine), rec, sim
+
+
+def invert_ideal_background(phantom, sim, recon):
+    """Diagnostic: MEDI on the reconstruction's own field with the *true* background removed.
+
+    The fitted, unwrapped total field of ``recon`` minus the simulation's true background field
+    (and minus the constant offset of the fit, taken against the truth), inverted with the same
+    MEDI settings (λ, SMV radius, MERIT, CSF mask and the other scalar options), noise weights
+    and magnitude on the phantom's brain mask. Comparing it with ``recon`` isolates the error of
+    the background-removal step from that of noise, field fit and dipole inversion.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        χ (ppm), NaN outside the inversion's mask (the brain mask, eroded by the SMV radius if
+        the reconstruction used one).
+    """
+    mask = np.asarray(phantom.brain_mask, bool)
+    total = np.asarray(recon["total_field_ppm"], np.float64)
+    offset = float(np.median((total - sim.total_field_ppm)[mask]))
+    local = np.where(mask, total - offset - sim.background_field_ppm, 0.0).astype(np.float32)
+    noise = medi_noise_std(recon["noise_std_rad"], mask)
+    params = recon["parameters"]
+    lam = params.get("lambda") or 1000.0
+    options = {k: v for k, v in params.get("options", {}).items()
+               if k in ("smv_radius_mm", "merit", "percentage", "lambda_csf", "max_iter", "cg_max_iter",
+                        "tol_norm_ratio", "cg_tol", "epsilon", "zero_reference") and v is not None}
+    csf = recon.get("csf_mask")
+    chi, info = medi(local, mask, recon["magnitude"], voxel_size=sim.voxel_size_mm, noise_std=noise,
+                     b0_direction=sim.b0_direction, lambda_=lam, delta_te_s=recon["delta_te_s"],
+                     b0_tesla=sim.b0_tesla, csf_mask=None if csf is None else csf & mask,
+                     return_info=True, **options)
+    return nib.Nifti1Image(np.where(info["mask"], chi, np.nan).astype(np.float32), phantom.affine)
+
+
+def true_thalamic_susceptibility(phantom):
+    """The truth the ROI measurement aims at, from the phantom's truth labels.
+
+    Returns
+    -------
+    dict
+        ``thalamus_ppb`` (mean true χ of the thalamic tissue, labels 10/49, veins not included),
+        ``csf_reference_ppb`` (mean true χ of the lateral ventricles 4/43) and
+        ``relative_ppb`` (thalamus − CSF).
+    """
+    chi = np.asarray(phantom.chi_ppm, np.float64)
+    labels = np.asarray(phantom.labels)
+    thal = float(chi[np.isin(labels, THALAMUS)].mean()) * 1000.0
+    csf = float(chi[np.isin(labels, LATERAL_VENTRICLES)].mean()) * 1000.0
+    return {"thalamus_ppb": thal, "csf_reference_ppb": csf, "relative_ppb": thal - csf}
+
+
+def vein_detection_scores(rois, phantom):
+    """How well the automatic vein exclusion found the phantom's true veins inside the VOI.
+
+    Parameters
+    ----------
+    rois : analysis.imaging.roi.ThalamicROIs
+        Built with ``exclude_veins=True`` on a χ map on the phantom grid.
+    phantom : analysis.simulation.phantom.HeadPhantom
+
+    Returns
+    -------
+    dict
+        ``n_true_vein_voxels`` (true vein voxels inside the VOI), ``n_excluded``,
+        ``sensitivity`` (fraction of those excluded), ``precision`` (fraction of excluded voxels
+        that are vein), ``rim_precision`` (fraction of excluded voxels that are vein or share a
+        face with a vein voxel: the partial-volume rim the one-voxel dilation is meant to
+        remove).
+    """
+    voi = rois.thalamus(exclude_veins=False)
+    excluded = rois.vein()
+    vein = np.asarray(phantom.vein_mask, bool)
+    if vein.shape != voi.shape:
+        raise ValueError(f"ROIs on grid {voi.shape}, phantom on {vein.shape}: not the same grid")
+    truth = vein & voi
+    rim = ndimage.binary_dilation(vein)
+    n_ex = int(excluded.sum())
+    return {
+        "n_true_vein_voxels": int(truth.sum()),
+        "n_excluded": n_ex,
+        "sensitivity": float((excluded & truth).sum() / truth.sum()) if truth.any() else float("nan"),
+        "precision": float((excluded & vein).sum() / n_ex) if n_ex else float("nan"),
+        "rim_precision": float((excluded & rim).sum() / n_ex) if n_ex else float("nan"),
+    }
+
+
+#: Columns of the ROI table written by the ROI notebook (``results/tables/roi_phantom.csv``).
+ROI_TABLE_COLUMNS = ("map", "exclude_veins", "thalamus_ppb", "csf_reference_ppb", "relative_ppb",
+                     "true_relative_ppb", "error_ppb", "n_voxels", "n_vein_voxels_excluded",
+                     "true_thalamus_ppb", "vein_sensitivity", "vein_precision",
+                     "vein_rim_precision")
+
+
+def phantom_roi_table(chi_maps, phantom, **roi_options):
+    """Relative thalamic susceptibility of several χ maps of the phantom, with and without veins.
+
+    Parameters
+    ----------
+    chi_maps : dict of str -> nibabel image
+        χ maps (ppm) on the phantom grid, e.g. ``{"true": ..., "reconstructed": ...}``.
+    phantom : analysis.simulation.phantom.HeadPhantom
+        Its ``aseg`` is the segmentation (thalamus label on the vein voxels, as FreeSurfer
+        would draw it); its truth labels give the true values.
+    **roi_options
+        Passed to :func:`analysis.imaging.roi.thalamic_susceptibility`.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per map and ``exclude_veins`` (True, False), columns :data:`ROI_TABLE_COLUMNS`;
+        ``error_ppb`` = ``relative_ppb`` − ``true_relative_ppb``; vein scores only for rows with
+        exclusion.
+    rois : dict of (str, bool) -> analysis.imaging.roi.ThalamicROIs
+    """
+    aseg = nib.Nifti1Image(np.asarray(phantom.aseg, np.int32), phantom.affine)
+    truth = true_thalamic_susceptibility(phantom)
+    rows, rois = [], {}
+    for name, img in chi_maps.items():
+        for exclude in (True, False):
+            r = thalamic_susceptibility(img, aseg, exclude_veins=exclude, return_rois=True,
+                                        **roi_options)
+            rois[(name, exclude)] = r.pop("rois")
+            scores = (vein_detection_scores(rois[(name, exclude)], phantom) if exclude
+                      else dict.fromkeys(("sensitivity", "precision", "rim_precision"), np.nan))
+            rows.append({
+                "map": name, "exclude_veins": exclude,
+                "thalamus_ppb": r["thalamus_ppb"], "csf_reference_ppb": r["csf_reference_ppb"],
+                "relative_ppb": r["relative_ppb"], "true_relative_ppb": truth["relative_ppb"],
+                "error_ppb": r["relative_ppb"] - truth["relative_ppb"],
+                "n_voxels": r["n_voxels"], "n_vein_voxels_excluded": r["n_vein_voxels_excluded"],
+                "true_thalamus_ppb": truth["thalamus_ppb"],
+                "vein_sensitivity": scores["sensitivity"], "vein_precision": scores["precision"],
+                "vein_rim_precision": scores["rim_precision"],
+            })
+    return pd.DataFrame(rows, columns=list(ROI_TABLE_COLUMNS)), rois
+
+
+def phantom_qsm_accuracy(chi_maps, phantom, *, mask=None, **roi_options):
+    """Accuracy of χ maps of the phantom: whole-brain metrics, structure errors, thalamic ROI error.
+
+    Parameters
+    ----------
+    chi_maps : mapping of str to (ndarray, ndarray of bool)
+        Method name → (χ (ppm), shape ``phantom.shape``; the mask where it is defined).
+    phantom : analysis.simulation.phantom.HeadPhantom
+    mask : ndarray of bool, optional
+        Evaluation mask; default the phantom's brain mask intersected with every map's mask, so
+        that all methods are compared on the same voxels.
+    **roi_options
+        Passed to :func:`analysis.imaging.roi.thalamic_susceptibility`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per method: the columns of :func:`analysis.imaging.metrics.qsm_accuracy_table` (maps
+        referenced to the lateral ventricles; NRMSE/HFEN in %, structure errors in ppb) and
+        ``thalamus_relative_ppb`` / ``thalamus_relative_error_ppb`` — the paper's measure
+        (thalamus − atrial CSF, veins excluded, on the map inside its own mask) and its error
+        against :func:`true_thalamic_susceptibility` (ppb).
+    """
+    if not isinstance(chi_maps, dict) or not chi_maps:
+        raise ValueError("chi_maps must be a non-empty dict of name to (chi_ppm, mask)")
+    maps = {}
+    for name, value in chi_maps.items():
+        if not (isinstance(value, tuple) and len(value) == 2):
+            raise ValueError(f"chi_maps[{name!r}] must be a (chi_ppm, mask) pair")
+        chi, m = np.asarray(value[0], np.float32), np.asarray(value[1], bool)
+        if chi.shape != phantom.shape or m.shape != phantom.shape:
+            raise ValueError(f"chi_maps[{name!r}] is not on the phantom grid {phantom.shape}")
+        maps[str(name)] = (chi, m)
+    if mask is None:
+        mask = np.asarray(phantom.brain_mask, bool).copy()
+        for _, m in maps.values():
+            mask &= m
+    table = qsm_accuracy_table({k: v[0] for k, v in maps.items()}, phantom.chi_ppm, mask=mask,
+                               labels=phantom.labels)
+    imgs = {k: nib.Nifti1Image(np.where(m, chi, np.nan).astype(np.float32), phantom.affine)
+            for k, (chi, m) in maps.items()}
+    roi_table, _ = phantom_roi_table(imgs, phantom, **roi_options)
+    roi_ex = roi_table[roi_table["exclude_veins"]].set_index("map")
+    table["thalamus_relative_ppb"] = [float(roi_ex.loc[k, "relative_ppb"]) for k in table["method"]]
+    table["thalamus_relative_error_ppb"] = [float(roi_ex.loc[k, "error_ppb"]) for k in table["method"]]
+    return table
