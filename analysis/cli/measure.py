@@ -22,9 +22,12 @@ def _cmd_measure(args):
     res = run_measure(args.qsm_dir, args.subjects_dir, args.output, lesion_mask=args.lesion_mask,
                       clinical=args.clinical, aseg=args.aseg, freesurfer_subject=args.freesurfer_subject,
                       participant_label=args.participant_label or None, session=args.session,
-                      allow_missing=args.allow_missing, progress=not args.no_progress, **roi)
+                      allow_missing=args.allow_missing, progress=not args.no_progress,
+                      register=not args.no_registration, overwrite=args.overwrite, qc=not args.no_qc, **roi)
     kind = "cohort" if args.clinical else "imaging"
     print(f"wrote {res['n']} subject(s) to {res['output']} ({kind} columns) and {res['measurements']}")
+    if res["qc"] is not None:
+        print(f"QC report: {res['qc'] / 'index.html'}")
     if res["failures"]:
         print(f"{len(res['failures'])} subject(s) left out: " + "; ".join(res["failures"]))
 
@@ -46,12 +49,21 @@ def add_parser(subparsers):
                    help="clinical table (subject_id, age_years, sex, edss, disease_duration_years, dmt_use, "
                         "enhancing_lesions_present): merged into the full cohort format and validated")
     p.add_argument("--aseg", metavar="TEMPLATE",
-                   help="segmentation registered to the χ map (default: the subject's mri/aseg.mgz, right "
-                        "only when T1 and GRE share scanner coordinates)")
+                   help="segmentation already registered to the χ map (then no registration is done)")
+    p.add_argument("--no-registration", action="store_true",
+                   help="use each subject's mri/aseg.mgz as it is, without registering the anatomy to the GRE "
+                        "(right only when T1 and GRE share scanner coordinates). Default: rigid registration "
+                        "(mutual information) of mri/brain.mgz (or norm.mgz, T1.mgz) to the QSM derivative's "
+                        "echo-combined magnitude (*_T2starw.nii.gz)")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run")
+    p.add_argument("--no-qc", action="store_true",
+                   help="do not write the QC report (<output stem>_qc/: registration overlays, mosaics, HTML)")
     p.add_argument("--freesurfer-subject", metavar="TEMPLATE",
                    help="subject folder name in SUBJECTS_DIR (default: sub-<L>, else <L>)")
-    p.add_argument("--participant-label", nargs="+", metavar="L", help="only these participants")
-    p.add_argument("--session", help="only this session (needed when a participant has several χ maps)")
+    p.add_argument("--participant-label", "--participant_label", nargs="+", metavar="L",
+                   help="only these participants")
+    p.add_argument("--session", "--session-label", "--session_label", dest="session",
+                   help="only this session (needed when a participant has several χ maps)")
     p.add_argument("--no-vein-exclusion", action="store_true", help="keep veins in the thalamic VOI")
     p.add_argument("--vein-threshold-mad", type=float, default=None, metavar="K",
                    help="vein threshold median + K × 1.4826 MAD (default 3)")

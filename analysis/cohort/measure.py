@@ -22,11 +22,15 @@ side's value, the files used).
 Paths of the per-subject files are templates with the placeholders ``{subject}`` (``sub-01``)
 and ``{label}`` (``01``), e.g. ``lesions/{subject}/anat/{subject}_desc-lesion_mask.nii.gz``.
 
-Registration is not done here: FreeSurfer's ``mri/aseg.mgz`` lies on the T1 grid, and using it
-directly (the default when no ``--aseg`` template is given) is right only if the T1 and the GRE
-were acquired in one session without motion, so that their scanner coordinates agree. Otherwise
-register the T1 to the GRE magnitude (e.g. ANTs, FSL FLIRT, FreeSurfer ``bbregister``), resample
-the aseg with nearest neighbour and pass that file.
+Registration is built in: each subject's FreeSurfer anatomy (``mri/brain.mgz``, else
+``brainmask.mgz``, ``norm.mgz`` or ``T1.mgz``) is registered rigidly to the echo-combined GRE
+magnitude that ``python -m analysis qsm`` writes beside the χ map (``…_T2starw.nii.gz``), with
+mutual information (:mod:`analysis.imaging.registration`), and ``mri/aseg.mgz`` is resampled onto
+the χ grid with nearest neighbour. The transform, a registration overlay, a mosaic of magnitude,
+field, χ and ROIs, and an HTML page per subject go to ``<output stem>_qc/`` (``index.html``). An
+implausible registration fails that subject with the reason. ``--aseg`` takes segmentations
+already registered to the χ maps; ``--no-registration`` uses ``mri/aseg.mgz`` as it is (right
+only when T1 and GRE share scanner coordinates).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -44,11 +50,14 @@ from analysis.cohort.dictionary import validate_cohort
 from analysis.cohort.subject import COHORT_COLUMNS, IMAGING_COLUMNS, QC_COLUMNS, measure_subject, merge_clinical
 from analysis.imaging.bids import clean_label, parse_entities
 from analysis.imaging.freesurfer import find_segmentation
-from analysis.io import ensure_not_input, write_csv
+from analysis.imaging.qc import load_on_grid, subject_mosaic, write_index, write_subject_report
+from analysis.imaging.registration import (choose_anatomy, register_anatomy_to_gre, registration_overlay_png,
+                                           resample_image, resample_labels, save_transform)
+from analysis.io import atomic_path, ensure_not_input
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ChimapSeries", "find_chimaps", "measure_dataset", "run_measure"]
+__all__ = ["ChimapSeries", "REGISTRATION_COLUMNS", "find_chimaps", "measure_dataset", "run_measure"]
 
 _PLACEHOLDERS = {"subject", "label"}
 
@@ -67,12 +76,19 @@ class ChimapSeries:
         ``…_Chimap.nii.gz`` (ppm).
     brain_mask : Path or None
         ``…_desc-brain_mask.nii.gz`` beside it, if present.
+    magnitude : Path or None
+        ``…_T2starw.nii.gz`` beside it (the echo-combined GRE magnitude that ``python -m
+        analysis qsm`` writes): the target of the anatomy's registration.
+    local_field : Path or None
+        ``fmap/…_desc-local_fieldmap.nii.gz`` (Hz), if the derivatives hold it (QC report).
     """
 
     label: str
     subject_id: str
     chimap: Path
     brain_mask: Path | None
+    magnitude: Path | None = None
+    local_field: Path | None = None
 
 
 def find_chimaps(qsm_dir, participant_label=None, *, session=None):
@@ -129,8 +145,11 @@ def find_chimaps(qsm_dir, participant_label=None, *, session=None):
         path, ents = items[0]
         stem = path.name[: path.name.index("_Chimap")]
         masks = sorted(path.parent.glob(f"{stem}_desc-brain_mask.nii*"))
+        mags = sorted(path.parent.glob(f"{stem}_T2starw.nii*"))
+        fields = sorted((path.parent.parent / "fmap").glob(f"{stem}_desc-local_fieldmap.nii*"))
         out.append(ChimapSeries(label=label, subject_id=f"sub-{label}", chimap=path,
-                                brain_mask=masks[0] if masks else None))
+                                brain_mask=masks[0] if masks else None, magnitude=mags[0] if mags else None,
+                                local_field=fields[0] if fields else None))
     return out
 
 
@@ -162,22 +181,85 @@ def _freesurfer_dir(subjects_dir, template, series):
                      f"(or …/{series.label}); pass --freesurfer-subject with the folder name template")
 
 
-def measure_dataset(qsm_dir, subjects_dir, *, lesion_mask, aseg=None, freesurfer_subject=None,
-                    participant_label=None, session=None, progress=True, **roi_options):
+#: Columns of the registration quality in the measurements file.
+REGISTRATION_COLUMNS = ("registration", "registration_rotation_deg", "registration_translation_mm",
+                        "registration_nmi", "registration_nmi_drop", "registration_flags")
+
+
+def _register(series, fs_dir, seg_path, qc_dir):
+    """Register the subject's anatomy to its GRE magnitude; labels on the χ grid and QC values."""
+    if series.magnitude is None:
+        raise ValueError(f"{series.subject_id}: no echo-combined magnitude ({series.chimap.name.split('_Chimap')[0]}"
+                         "_T2starw.nii.gz) beside the χ map to register the anatomy to; reconstruct with "
+                         "'python -m analysis qsm' (which writes it), give --aseg with segmentations already "
+                         "registered to the χ maps, or --no-registration if T1 and GRE share scanner coordinates")
+    anat = choose_anatomy(fs_dir)
+    reg = register_anatomy_to_gre(anat, series.magnitude, fixed_mask=series.brain_mask)
+    seg = resample_labels(seg_path, series.chimap, reg)
+    files = {}
+    if qc_dir is not None:
+        qc_dir.mkdir(parents=True, exist_ok=True)
+        files["transform"] = save_transform(qc_dir / f"{series.subject_id}_from-T1w_to-GRE_xfm.json", reg)
+        files["overlay"] = registration_overlay_png(
+            qc_dir / f"{series.subject_id}_registration.png", series.magnitude,
+            resample_image(anat, series.magnitude, reg), labels_img=seg,
+            title=(f"{series.subject_id}: rotation {reg.rotation_deg:.2f}°, translation "
+                   f"{np.linalg.norm(reg.translation_mm):.1f} mm, NMI {reg.nmi:.3f}"))
+    qc = {"registration": f"rigid, mutual information ({anat.name} -> {series.magnitude.name})",
+          "registration_rotation_deg": float(reg.rotation_deg),
+          "registration_translation_mm": float(np.linalg.norm(reg.translation_mm)),
+          "registration_nmi": float(reg.nmi), "registration_nmi_drop": float(reg.nmi_drop),
+          "registration_flags": "; ".join(reg.flags)}
+    if not reg.plausible:
+        where = f"; see {files['overlay']}" if "overlay" in files else ""
+        raise ValueError(f"{series.subject_id}: the registration of {anat} to {series.magnitude} is not plausible "
+                         f"({'; '.join(reg.flags)}){where}; check the images, or register them yourself and pass "
+                         "--aseg")
+    return seg, qc, files
+
+
+def _qc_page(qc_dir, series, row, rois, files, flags):
+    """Mosaic + HTML page of one subject."""
+    chi_img = nib.load(str(series.chimap))
+    mosaic = subject_mosaic(qc_dir / f"{series.subject_id}_mosaic.png", chi_img=chi_img,
+                            mask_img=load_on_grid(series.brain_mask, chi_img),
+                            magnitude_img=load_on_grid(series.magnitude, chi_img),
+                            field_img=load_on_grid(series.local_field, chi_img), rois=rois)
+    numbers = {k: row[k] for k in (*IMAGING_COLUMNS, *QC_COLUMNS, *REGISTRATION_COLUMNS) if k in row and k != "subject_id"}
+    return write_subject_report(qc_dir, series.subject_id, numbers=numbers, mosaic_png=mosaic,
+                                registration_png=files.get("overlay"), flags=flags,
+                                notes=[f"χ map: {series.chimap}", "χ in ppm; relative χ = thalamus − CSF (ppb)"])
+
+
+def measure_dataset(qsm_dir, subjects_dir, *, lesion_mask, aseg=None, register=True, qc_dir=None,
+                    freesurfer_subject=None, participant_label=None, session=None, progress=True, **roi_options):
     """Measure every subject of a QSM derivative dataset.
+
+    For each χ map the subject's FreeSurfer anatomy is registered rigidly to the GRE magnitude
+    of the QSM derivatives (mutual information, :mod:`analysis.imaging.registration`) and its
+    ``aseg`` resampled onto the χ grid (nearest neighbour), unless a segmentation already
+    registered to the χ map is given (``aseg``) or ``register=False``. A subject whose
+    registration is implausible (large rotation or shift, no mutual-information peak) fails
+    with a message naming the reason and the QC overlay, instead of giving a number.
 
     Parameters
     ----------
     qsm_dir : str or Path
         QSM derivatives (:func:`find_chimaps`).
     subjects_dir : str or Path
-        FreeSurfer ``$SUBJECTS_DIR``.
+        FreeSurfer ``$SUBJECTS_DIR``: per subject ``stats/`` and ``mri/aseg.mgz`` plus a T1-like
+        image (``mri/brain.mgz``, ``brainmask.mgz``, ``norm.mgz`` or ``T1.mgz``).
     lesion_mask : str
         Template of each subject's T2 lesion mask (any grid; binary or probability ≥ 0.5).
     aseg : str, optional
-        Template of each subject's segmentation **registered to its χ map** (aseg labels; any
-        grid, resampled with nearest neighbour). Default: the subject's ``mri/aseg.mgz`` (see
-        the module docstring for when that is right).
+        Template of each subject's segmentation **already registered to its χ map** (aseg
+        labels; any grid, resampled with nearest neighbour); no registration is done then.
+    register : bool
+        Register the anatomy to the GRE (default). ``False`` uses the subject's
+        ``mri/aseg.mgz`` as it is: right only when the T1 and the GRE share scanner coordinates.
+    qc_dir : str or Path, optional
+        Folder for the per-subject QC: registration transform (JSON) and overlay (PNG), a
+        mosaic and an HTML page per subject, and ``index.html``.
     freesurfer_subject : str, optional
         Template of the subject's folder name in ``subjects_dir``; default ``sub-<L>``, else
         ``<L>``.
@@ -193,8 +275,8 @@ def measure_dataset(qsm_dir, subjects_dir, *, lesion_mask, aseg=None, freesurfer
     -------
     rows : pandas.DataFrame
         One row per subject measured: :data:`analysis.cohort.subject.IMAGING_COLUMNS`, then
-        :data:`QC_COLUMNS` and the files used (``chimap``, ``brain_mask``, ``aseg``,
-        ``lesion_mask``, ``freesurfer_dir``).
+        :data:`~analysis.cohort.subject.QC_COLUMNS`, :data:`REGISTRATION_COLUMNS` and the files
+        used (``chimap``, ``brain_mask``, ``aseg``, ``lesion_mask``, ``freesurfer_dir``).
     failures : list of str
         ``"<subject_id>: <reason>"`` for each subject that could not be measured.
     """
@@ -211,35 +293,54 @@ def measure_dataset(qsm_dir, subjects_dir, *, lesion_mask, aseg=None, freesurfer
     if len(series_list) > 1 and not lesion_per_subject:
         raise ValueError(f"lesion mask template {lesion_mask!r} names one file for all {len(series_list)} subjects; "
                          "put {subject} or {label} in it")
-    rows, failures = [], []
+    qc_dir = None if qc_dir is None else Path(qc_dir)
+    rows, failures, index = [], [], []
     bar = tqdm(series_list, desc="measuring", unit="subject", disable=not progress)
     for series in bar:
         bar.set_postfix_str(series.subject_id)
+        files, reg_qc = {}, {"registration": "none (segmentation used as it is)"}
         try:
             fs_dir = _freesurfer_dir(subjects_dir, freesurfer_subject, series)
-            if aseg is None:
-                seg_path = find_segmentation(fs_dir)
-            else:
+            if aseg is not None:
                 seg_path = _fill(aseg, series)
                 if not seg_path.is_file():
                     raise ValueError(f"registered segmentation {seg_path} does not exist")
+                seg, reg_qc = seg_path, {"registration": "given (--aseg: already registered to the χ map)"}
+            else:
+                seg_path = find_segmentation(fs_dir)
+                seg = seg_path
+                if register:
+                    seg, reg_qc, files = _register(series, fs_dir, seg_path, qc_dir)
             les_path = _fill(lesion_mask, series)
             if not les_path.is_file():
                 raise ValueError(f"lesion mask {les_path} does not exist")
             row = measure_subject(series.subject_id, freesurfer_dir=fs_dir, chimap=str(series.chimap),
-                                  segmentation=seg_path, lesion_mask=str(les_path),
+                                  segmentation=seg, lesion_mask=str(les_path),
                                   brain_mask=str(series.brain_mask) if series.brain_mask is not None else None,
-                                  **roi_options)
-        except (ValueError, FileNotFoundError) as exc:
+                                  return_rois=qc_dir is not None, **roi_options)
+        except (ValueError, FileNotFoundError, OSError) as exc:
             msg = str(exc) if series.subject_id in str(exc) else f"{series.subject_id}: {exc}"
             logger.error("%s", msg)
             failures.append(msg)
+            index.append({"subject_id": series.subject_id, "flags": [msg]})
             continue
+        rois = row.pop("rois", None)
+        row = {**row, **{k: reg_qc.get(k) for k in REGISTRATION_COLUMNS}}
+        if qc_dir is not None:
+            _qc_page(qc_dir, series, row, rois, files, flags=[])
+            index.append({"subject_id": series.subject_id,
+                          "relative χ (ppb)": row["thalamic_relative_susceptibility_ppb"],
+                          "thalamus voxels": row["n_voxels"], "veins excluded": row["n_vein_voxels_excluded"],
+                          "registration NMI": row.get("registration_nmi") or "", "flags": []})
         rows.append({**row, "chimap": str(series.chimap),
                      "brain_mask": str(series.brain_mask) if series.brain_mask else "",
                      "aseg": str(seg_path),
                      "lesion_mask": str(les_path), "freesurfer_dir": str(fs_dir)})
-    columns = [*IMAGING_COLUMNS, *QC_COLUMNS, "chimap", "brain_mask", "aseg", "lesion_mask", "freesurfer_dir"]
+    if qc_dir is not None and index:
+        write_index(qc_dir, index, title="Quality control of the measured subjects",
+                    columns=["relative χ (ppb)", "thalamus voxels", "veins excluded", "registration NMI"])
+    columns = [*IMAGING_COLUMNS, *QC_COLUMNS, *REGISTRATION_COLUMNS, "chimap", "brain_mask", "aseg", "lesion_mask",
+               "freesurfer_dir"]
     return pd.DataFrame(rows, columns=columns), failures
 
 
@@ -255,52 +356,75 @@ def _read_clinical(path):
     return clin
 
 
-def run_measure(qsm_dir, subjects_dir, output, *, lesion_mask, clinical=None, allow_missing=False, **kwargs):
-    """Measure a dataset and write the cohort (or imaging) CSV and its measurements file.
+def measure_outputs(output):
+    """The files :func:`run_measure` writes for ``output``: the CSV, its measurements file and the QC folder."""
+    output = Path(output)
+    return output, output.with_name(output.stem + "_measurements.csv"), output.with_name(output.stem + "_qc")
+
+
+def run_measure(qsm_dir, subjects_dir, output, *, lesion_mask, clinical=None, allow_missing=False, overwrite=False,
+                qc=True, **kwargs):
+    """Measure a dataset and write the cohort (or imaging) CSV, its measurements file and the QC report.
 
     Parameters
     ----------
     qsm_dir, subjects_dir, lesion_mask, **kwargs
-        As for :func:`measure_dataset`.
+        As for :func:`measure_dataset` (``aseg``, ``register``, ``freesurfer_subject``, …).
     output : str or Path
         CSV to write: the cohort format (with ``clinical``) or the imaging columns (without).
-        ``<stem>_measurements.csv`` beside it gets the quality-control columns.
+        ``<stem>_measurements.csv`` beside it gets the quality-control columns and
+        ``<stem>_qc/`` the per-subject QC report (``index.html``).
     clinical : str or Path, optional
         Clinical CSV with ``subject_id`` and :data:`analysis.cohort.subject.CLINICAL_COLUMNS`; ids may be
         ``sub-01`` or ``01``.
     allow_missing : bool
         Write the subjects that could be measured even if others failed (the failures are
         logged and listed in the return value); default: fail.
+    overwrite : bool
+        Replace outputs of an earlier run. Default: refuse when the CSV or its measurements file
+        exists (they may be someone else's files).
+    qc : bool
+        Write the QC report (registration overlays, mosaics, HTML pages).
 
     Returns
     -------
     dict
-        ``output``, ``measurements`` (paths), ``n`` (rows written), ``failures``.
+        ``output``, ``measurements`` (paths), ``qc`` (folder or None), ``n`` (rows written),
+        ``failures``.
 
     Raises
     ------
     ValueError
-        Bad input (named), failed subjects (unless ``allow_missing``), or a merged cohort that
-        fails validation (naming column and row).
+        Bad input (named); an output that is an input file, or exists (without ``overwrite``);
+        failed subjects (unless ``allow_missing``); a merged cohort that fails validation
+        (naming column and row).
     """
-    output = Path(output)
+    output, measurements, qc_dir = measure_outputs(output)
     if output.suffix.lower() != ".csv":
         raise ValueError(f"output must be a .csv file, got {output}")
+    for out in (output, measurements):
+        ensure_not_input(out, clinical)
+        if out.exists() and not overwrite:
+            raise ValueError(f"{out} already exists; refusing to write over it (choose another output, or pass "
+                             "--overwrite to replace the outputs of an earlier run)")
     clin = _read_clinical(clinical) if clinical is not None else None
-    ensure_not_input(output, clinical)
-    rows, failures = measure_dataset(qsm_dir, subjects_dir, lesion_mask=lesion_mask, **kwargs)
+    rows, failures = measure_dataset(qsm_dir, subjects_dir, lesion_mask=lesion_mask,
+                                     qc_dir=qc_dir if qc else None, **kwargs)
     if failures and not allow_missing:
         raise ValueError(f"{len(failures)} subject(s) could not be measured: " + "; ".join(failures))
     if rows.empty:
         raise ValueError("no subject could be measured: " + "; ".join(failures))
-    for p in rows[["chimap", "lesion_mask", "aseg"]].to_numpy().ravel():
-        ensure_not_input(output, p)
+    inputs = [p for p in rows[["chimap", "lesion_mask", "aseg", "brain_mask"]].to_numpy().ravel() if p]
+    for out in (output, measurements):
+        ensure_not_input(out, *inputs)
     if clin is not None:
         table = merge_clinical(rows[list(IMAGING_COLUMNS)], clin)
         table = validate_cohort(table[list(COHORT_COLUMNS)], source=str(output))
     else:
         table = rows[list(IMAGING_COLUMNS)]
-    measurements = output.with_name(output.stem + "_measurements.csv")
-    write_csv(rows, measurements)
-    write_csv(table, output)
-    return {"output": output, "measurements": measurements, "n": len(table), "failures": failures}
+    # both files as one set: written to temporary files, then renamed together
+    with atomic_path(measurements) as tmp_m, atomic_path(output) as tmp_o:
+        rows.to_csv(tmp_m, index=False)
+        table.to_csv(tmp_o, index=False)
+    return {"output": output, "measurements": measurements, "qc": qc_dir if qc else None, "n": len(table),
+            "failures": failures}

@@ -75,7 +75,7 @@ def subject_row(subject_id, *, freesurfer_stats, susceptibility, t2_lesion_volum
 
 
 def measure_subject(subject_id, *, freesurfer_dir, chimap, lesion_mask, segmentation=None, brain_mask=None,
-                    **roi_options):
+                    return_rois=False, **roi_options):
     """Measure one subject: its imaging row of the cohort table and quality-control numbers.
 
     Parameters
@@ -96,6 +96,9 @@ def measure_subject(subject_id, *, freesurfer_dir, chimap, lesion_mask, segmenta
         scanner coordinates.
     brain_mask : str, Path or nibabel image, optional
         The QSM brain mask (derivatives hold 0, not NaN, outside it).
+    return_rois : bool
+        Also return the ROIs (:class:`analysis.imaging.roi.ThalamicROIs`, for QC figures) under
+        the key ``"rois"``.
     **roi_options
         Passed to :func:`analysis.imaging.roi.thalamic_susceptibility` (``exclude_veins``,
         ``vein_threshold_mad``, ``csf_radius_mm``, ``hemisphere``, …).
@@ -115,12 +118,15 @@ def measure_subject(subject_id, *, freesurfer_dir, chimap, lesion_mask, segmenta
     """
     stats = read_subject_stats(freesurfer_dir)
     seg = load_aseg(segmentation if segmentation is not None else freesurfer_dir)
-    sus = thalamic_susceptibility(chimap, seg, brain_mask_img=brain_mask, **roi_options)
+    sus = thalamic_susceptibility(chimap, seg, brain_mask_img=brain_mask, return_rois=return_rois, **roi_options)
     row = subject_row(subject_id, freesurfer_stats=stats, susceptibility=sus,
                       t2_lesion_volume_ml=lesion_volume_ml(lesion_mask))
     qc = {k: sus.get(k) for k in QC_COLUMNS}
     qc["freesurfer_version"] = stats.get("freesurfer_version")
-    return {**row, **qc}
+    out = {**row, **qc}
+    if return_rois:
+        out["rois"] = sus["rois"]
+    return out
 
 
 def merge_clinical(imaging, clinical):

@@ -7,13 +7,11 @@ reference. This module does the same automatically and reproducibly:
 
 1. **Segmentation in QSM space** (:func:`to_qsm_space`). The aseg labels are resampled onto the
    χ-map grid with nearest-neighbour interpolation (nilearn), using the two images' affines.
-   That is only correct if both images are in the same world space. For real data the
-   FreeSurfer T1 (conformed space, scanner-RAS ``vox2ras``) and the GRE/QSM acquisition must be
-   **registered first**: rigid (6 DOF) T1 -> GRE-magnitude registration, e.g. ANTs
-   (``antsRegistrationSyNQuick.sh -t r``, then ``antsApplyTransforms -n GenericLabel``), FSL
-   (``flirt -dof 6`` then ``flirt -applyxfm -interp nearestneighbour``) or FreeSurfer
-   (``mri_coreg`` / ``bbregister`` then ``mri_vol2vol --nearest``). Pass the pre-registered
-   label image; any grid and orientation is then accepted.
+   That is only correct if both images are in the same world space: FreeSurfer's T1 and the GRE
+   are registered first (:mod:`analysis.imaging.registration`, done by default by
+   ``python -m analysis measure``; or an external rigid registration whose resampled labels are
+   passed in). Any grid and orientation is then accepted; where the two resolutions differ,
+   :func:`partial_volume_voi` drops the VOI voxels the coarser grid makes uncertain.
 2. **Thalamic VOI**: labels 10 (left) and 49 (right), the same ids in FreeSurfer 5.x-7.
 3. **Vein exclusion** (:func:`vein_mask`): see the function; a robust outlier rule (median +
    k·1.4826·MAD of the VOI, k = 3) finds the vein cores, a one-voxel dilation inside the VOI

@@ -5,6 +5,7 @@ derivatives, their FreeSurfer-like subject folders and lesion masks.
 """
 
 import json
+import shutil
 
 import nibabel as nib
 import numpy as np
@@ -14,6 +15,8 @@ import pytest
 from analysis.cohort import measure
 from analysis.cli import main
 from analysis.cohort.dictionary import load_cohort
+from analysis.imaging.qsm import combine_magnitude
+from analysis.simulation.acquisition import simulate_megre
 from analysis.simulation.phantom import make_head_phantom
 from analysis.simulation.freesurfer_subject import write_phantom_subject
 from analysis.simulation.phantom_qsm import true_thalamic_susceptibility
@@ -34,6 +37,8 @@ def study(tmp_path_factory):
         nib.save(nib.Nifti1Image(chi, ph.affine), anat / f"sub-{label}_Chimap.nii.gz")
         nib.save(nib.Nifti1Image(ph.brain_mask.astype(np.uint8), ph.affine),
                  anat / f"sub-{label}_desc-brain_mask.nii.gz")
+        sim = simulate_megre(ph, snr=100.0, seed=int(label))          # the GRE magnitude: registration target
+        nib.save(nib.Nifti1Image(combine_magnitude(sim.magnitude), ph.affine), anat / f"sub-{label}_T2starw.nii.gz")
         subj = write_phantom_subject(ph, root / "freesurfer", f"sub-{label}")
         truth[f"sub-{label}"] = {
             "relative_ppb": true_thalamic_susceptibility(ph)["relative_ppb"],
@@ -74,13 +79,25 @@ def test_measure_writes_a_valid_cohort_with_the_true_values(study, capsys):
     qc = pd.read_csv(root / "out" / "cohort_measurements.csv")
     assert (qc["n_vein_voxels_excluded"] > 0).all() and (qc["n_csf_voxels"] > 0).all()
     assert qc["brain_mask"].str.endswith("_desc-brain_mask.nii.gz").all()
+    # registered by default (same session here: the transform is about the identity) with its QC
+    assert qc["registration"].str.startswith("rigid").all() and (qc["registration_rotation_deg"] < 0.5).all()
+    assert (qc["registration_translation_mm"] < 0.5).all() and qc["registration_flags"].isna().all()
+    report = root / "out" / "cohort_qc"
+    for sid in ("sub-01", "sub-02"):
+        assert (report / f"{sid}.html").is_file() and (report / f"{sid}_registration.png").is_file()
+        assert (report / f"{sid}_mosaic.png").is_file() and (report / f"{sid}_from-T1w_to-GRE_xfm.json").is_file()
+    assert "sub-02.html" in (report / "index.html").read_text()
+    # a second run refuses to overwrite unless asked
+    assert main(_args(root, out, "--clinical", str(root / "clinical.csv"))) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(_args(root, out, "--clinical", str(root / "clinical.csv"), "--overwrite", "--no-qc")) == 0
     assert (root / "clinical.csv").read_bytes() == clinical_before   # input untouched
 
 
 def test_without_vein_exclusion_the_veins_bias_it(study):
     root, truth = study
     out = root / "out2" / "imaging.csv"
-    assert main(_args(root, out, "--no-vein-exclusion", "--participant-label", "01")) == 0
+    assert main(_args(root, out, "--no-vein-exclusion", "--participant-label", "01", "--no-registration")) == 0
     got = pd.read_csv(out)
     assert list(got.columns)[:2] == ["subject_id", "thalamic_volume_mm3"] and "age_years" not in got.columns
     assert got.loc[0, "thalamic_relative_susceptibility_ppb"] > truth["sub-01"]["relative_ppb"] + 3.0
@@ -108,11 +125,16 @@ def test_errors_name_what_is_missing(study, tmp_path, capsys):
     pd.DataFrame({"subject_id": ["sub-01"], "age_years": [30.0]}).to_csv(tmp_path / "clin.csv", index=False)
     assert main(_args(root, out, "--clinical", str(tmp_path / "clin.csv"))) == 2
     assert "lacks column(s)" in capsys.readouterr().err
-    # never overwrite an input
+    # never overwrite an input: neither the CSV nor its measurements file may be the clinical table
     with pytest.raises(ValueError, match="refusing to overwrite"):
         measure.run_measure(root / "qsm", root / "freesurfer", root / "clinical.csv",
                             lesion_mask=str(root / "freesurfer/{subject}/mri/lesions.mgz"),
                             clinical=root / "clinical.csv", progress=False)
+    shutil.copy(root / "clinical.csv", tmp_path / "out_measurements.csv")
+    before = (tmp_path / "out_measurements.csv").read_bytes()
+    assert main(_args(root, tmp_path / "out.csv", "--clinical", str(tmp_path / "out_measurements.csv"))) == 2
+    assert "refusing to overwrite the input file" in capsys.readouterr().err
+    assert (tmp_path / "out_measurements.csv").read_bytes() == before
 
 
 def test_allow_missing_keeps_the_measured_subjects(study, tmp_path):
@@ -123,7 +145,7 @@ def test_allow_missing_keeps_the_measured_subjects(study, tmp_path):
     nib.save(nib.Nifti1Image(np.asarray(img.dataobj), img.affine), les / "sub-02" / "mask.nii.gz")
     res = measure.run_measure(root / "qsm", root / "freesurfer", tmp_path / "c.csv",
                               lesion_mask=str(les / "{subject}" / "mask.nii.gz"), allow_missing=True,
-                              progress=False)
+                              progress=False, register=False)
     assert res["n"] == 1 and len(res["failures"]) == 1 and "sub-01" in res["failures"][0]
     assert list(pd.read_csv(tmp_path / "c.csv")["subject_id"]) == ["sub-02"]
 
