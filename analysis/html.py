@@ -11,10 +11,16 @@ runs).
 
 from __future__ import annotations
 
+import argparse
 import html as _html
 import re
 import sys
 from pathlib import Path
+
+import nbformat
+from nbconvert import HTMLExporter
+
+from analysis.io import write_text
 
 __all__ = ["main", "notebook_title", "render_html"]
 
@@ -44,9 +50,6 @@ def render_html(executed_dir, out_dir):
     holds no notebook (run ``make all`` first). Pages of notebooks that are gone are left alone;
     the index lists only the notebooks rendered now, in name order.
     """
-    import nbformat
-    from nbconvert import HTMLExporter
-
     executed_dir, out_dir = Path(executed_dir), Path(out_dir)
     notebooks = sorted(executed_dir.glob("*.ipynb"))
     if not notebooks:
@@ -61,7 +64,7 @@ def render_html(executed_dir, out_dir):
         resources = {"metadata": {"name": title, "path": str(path.parent)}}
         body, _ = exporter.from_notebook_node(nb, resources=resources)
         page = out_dir / f"{path.stem}.html"
-        page.write_text(body, encoding="utf-8")
+        write_text(page, body)
         entries.append((page.name, path.stem, title))
 
     items = "\n".join(
@@ -69,7 +72,7 @@ def render_html(executed_dir, out_dir):
         f" <code>{_html.escape(stem, quote=False)}</code></li>"
         for name, stem, title in entries)
     index = out_dir / "index.html"
-    index.write_text(f"""<!DOCTYPE html>
+    write_text(index, f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -86,14 +89,12 @@ are <strong>simulated</strong>; see the README.</p>
 </ol>
 </body>
 </html>
-""", encoding="utf-8")
+""")
     return index
 
 
 def main(argv=None):
     """``python -m analysis.html EXECUTED_DIR OUT_DIR``: render, print the index path; 2 on bad input."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m analysis.html",
                                      description="Render executed notebooks to HTML with an index page.")
     parser.add_argument("executed_dir", help="folder of executed notebooks (make all: results/notebooks)")

@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 __all__ = ["ROOT", "atomic_path", "write_text", "json_default", "write_csv", "savefig", "ensure_not_input",
@@ -61,8 +62,6 @@ def write_text(path, text):
 
 def json_default(o):
     """``default=`` for :func:`json.dumps`: NumPy scalars and arrays, and paths, as plain JSON."""
-    import numpy as np
-
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):
