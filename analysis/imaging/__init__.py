@@ -9,6 +9,7 @@ Data flow, one module per step::
     freesurfer.py    FreeSurfer 5.1-7 stats and segmentations
     labels.py        every aseg label id and name
     roi.py           thalamic VOI, vein exclusion, atrial CSF reference, lesion volume
+    roi_tables.py    the ROI measurements of several χ maps / both hemispheres as tables
     metrics.py       accuracy of a χ map against a known truth
     figures.py, qsm_figures.py   the imaging figures
 """

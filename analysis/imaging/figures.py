@@ -308,15 +308,38 @@ def _mask_img(data, like):
     return nib.Nifti1Image(np.asarray(data).astype(np.uint8), like.affine)
 
 
-def figure1_segmentation(t1_img, aseg_img, *, parcellation_img=None, z_mm=None,
-                         ribbon_z_offset_mm=28.0, sagittal_x_mm=None, gray_labels=None):
-    """Analogue of the paper's Figure 1 A-C plus a cortical-ribbon view.
+def _panel_letters(letters, n):
+    letters = [str(x) for x in letters]
+    if len(letters) != n:
+        raise ValueError(f"panel_letters must give {n} letters, got {len(letters)}: {letters}")
+    return letters
 
-    Panels: **A** axial T1 through the thalami; **B** the same with the grey-matter mask;
-    **C** with the segmentation (FreeSurfer colours) and the thalamic VOIs in green; **D, E**
-    the cortical ribbon coloured by parcel (``parcellation_img``, e.g. ``aparc+aseg``; else the
-    cortex labels 3/42) on an axial slice ``ribbon_z_offset_mm`` above the thalami and on a
-    sagittal slice through the left hemisphere, in place of the paper's pial-surface panels.
+
+def _figure_legend(fig, axes, handles, *, ncol):
+    """A legend in white on the figure's black background, centred just under ``axes``."""
+    boxes = []
+    for ax in axes:
+        ax.apply_aspect()            # the box the image is drawn in, not the space it was given
+        boxes.append(ax.get_position())
+    left, right = min(b.x0 for b in boxes), max(b.x1 for b in boxes)
+    bottom = min(b.y0 for b in boxes)
+    return fig.legend(handles=handles, loc="upper center", bbox_to_anchor=((left + right) / 2, bottom),
+                      ncol=ncol, frameon=False, fontsize=8, handlelength=1.6, labelcolor="w")
+
+
+def figure1_segmentation(t1_img, aseg_img, *, parcellation_img=None, z_mm=None,
+                         ribbon_z_offset_mm=28.0, sagittal_x_mm=None, gray_labels=None,
+                         t1_title="T1-weighted", panel_letters="ABCEF", legend=True):
+    """Analogue of the paper's Figure 1 A-C, E and F (its panel D is :func:`figure1_qsm`).
+
+    Panels, lettered as in the paper: **A** axial T1 through the thalami; **B** the same with
+    the grey-matter mask (yellow); **C** with the segmentation (FreeSurfer colours) and the
+    thalamic VOIs in green; **E, F** the cortical ribbon coloured by parcel
+    (``parcellation_img``, e.g. ``aparc+aseg``; else the cortex labels 3/42) on an axial slice
+    ``ribbon_z_offset_mm`` above the thalami and on a sagittal slice through the left
+    hemisphere, in place of the paper's pial-boundary (E) and segmentation-outline (F) panels.
+    The paper's D, the susceptibility map with the thalamic outline, is drawn by
+    :func:`figure1_qsm` on the QSM grid.
 
     Parameters
     ----------
@@ -326,9 +349,17 @@ def figure1_segmentation(t1_img, aseg_img, *, parcellation_img=None, z_mm=None,
     z_mm : float, optional
         Axial level; default :func:`thalamic_level_mm`.
     sagittal_x_mm : float, optional
-        Default: 30 mm left of the midline of the thalami.
+        Default: 20 mm left of the centre of the left thalamus.
     gray_labels : sequence of int, optional
         Labels of the grey-matter mask; default :data:`analysis.imaging.labels.GRAY_MATTER`.
+    t1_title : str, keyword-only
+        What panel A's title calls the image; say there when it is not a scanner's, e.g.
+        ``"synthetic T1-weighted (phantom)"``.
+    panel_letters : str or sequence of 5 str, keyword-only
+        Letters of the five panels (default ``"ABCEF"``, the paper's).
+    legend : bool, keyword-only
+        A legend under the panels: the grey-matter mask and thalamic VOI colours, the ribbon's
+        colouring and where panel D is.
 
     Returns
     -------
@@ -336,7 +367,7 @@ def figure1_segmentation(t1_img, aseg_img, *, parcellation_img=None, z_mm=None,
     """
     import matplotlib.pyplot as plt
 
-
+    letters = _panel_letters(panel_letters, 5)
     t1 = to_canonical(t1_img)
     aseg_c, labels = _labels_data(aseg_img)
     aseg_c = nib.Nifti1Image(labels.astype(np.int32), aseg_c.affine)
@@ -369,17 +400,29 @@ def figure1_segmentation(t1_img, aseg_img, *, parcellation_img=None, z_mm=None,
     overlay_labels(d, ribbon, t1, coord_mm=z_mm + ribbon_z_offset_mm, alpha=0.85)
     show_slice(e, t1, axis="x", coord_mm=sagittal_x_mm)
     overlay_labels(e, ribbon, t1, axis="x", coord_mm=sagittal_x_mm, alpha=0.85)
-    titles = (f"T1, z = {_mm(z_mm)} mm", "grey-matter mask", "segmentation, thalamic VOIs",
+    titles = (f"{t1_title}, z = {_mm(z_mm)} mm", "grey-matter mask", "segmentation, thalamic VOIs",
               f"cortical ribbon, z = {_mm(z_mm + ribbon_z_offset_mm)} mm",
               f"cortical ribbon, x = {_mm(sagittal_x_mm)} mm")
-    for ax, letter, title in zip(axes, "ABCDE", titles):
+    for ax, letter, title in zip(axes, letters, titles):
         panel_label(ax, letter)
         ax.set_title(title, color="w", fontsize=9)
     fig.tight_layout()
+    if legend:
+        from matplotlib.patches import Patch
+
+        handles = [Patch(facecolor=GRAY_MATTER_COLOR, alpha=0.8, label=f"grey-matter mask ({letters[1]})"),
+                   Patch(facecolor=THALAMUS_COLOR, label=f"thalamic VOIs, aseg 10/49 ({letters[2]})"),
+                   Patch(facecolor="none", edgecolor="none",
+                         label=f"{letters[3]}, {letters[4]}: cortical ribbon coloured by parcel")]
+        if "D" not in letters:
+            handles.append(Patch(facecolor="none", edgecolor="none",
+                                 label="D: the χ map with the thalamic VOI (separate figure)"))
+        _figure_legend(fig, axes, handles, ncol=len(handles))
     return fig
 
 
-def figure1_qsm(chi_imgs, aseg_img, *, rois=None, z_mm=None, vmin_ppm=-0.15, vmax_ppm=0.15):
+def figure1_qsm(chi_imgs, aseg_img, *, rois=None, z_mm=None, vmin_ppm=-0.15, vmax_ppm=0.15,
+                panel_letters=None, legend=True):
     """Analogue of the paper's Figure 1 D: χ maps at the thalamic level with the thalamus outline.
 
     Parameters
@@ -393,26 +436,39 @@ def figure1_qsm(chi_imgs, aseg_img, *, rois=None, z_mm=None, vmin_ppm=-0.15, vma
         spheres (cyan).
     z_mm : float, optional
         Axial level; default :func:`thalamic_level_mm`.
+    panel_letters : sequence of str, optional, keyword-only
+        One letter per map; default ``"D"`` for a single map (the paper's panel), else ``"D1"``,
+        ``"D2"``, ... (the other panels of Figure 1 are :func:`figure1_segmentation`'s).
+    legend : bool, keyword-only
+        A legend under the panels naming the outlines drawn.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
+    if not isinstance(chi_imgs, dict) or not chi_imgs:
+        raise ValueError("chi_imgs must be a non-empty dict of name -> χ map")
+    n = len(chi_imgs)
+    if panel_letters is None:
+        panel_letters = ["D"] if n == 1 else [f"D{i}" for i in range(1, n + 1)]
+    letters = _panel_letters(panel_letters, n)
     aseg_c, labels = _labels_data(aseg_img)
     if z_mm is None:
         z_mm = thalamic_level_mm(aseg_c)
     thal = _mask_img(np.isin(labels, THALAMUS), aseg_c)
-    n = len(chi_imgs)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n + 0.8, 4.4), facecolor="k", squeeze=False)
     im = None
-    for ax, (letter, (name, img)) in zip(axes[0], zip("DEFGH", chi_imgs.items())):
+    drawn_rois = False
+    for ax, letter, (name, img) in zip(axes[0], letters, chi_imgs.items()):
         chi = to_canonical(img)
         im = show_slice(ax, chi, coord_mm=z_mm, vmin=vmin_ppm, vmax=vmax_ppm)
         outline_mask(ax, thal, chi, coord_mm=z_mm, color=THALAMUS_COLOR, linewidth=1.4)
         r = (rois or {}).get(name)
         if r is not None:
+            drawn_rois = True
             veins = nib.Nifti1Image(r.vein().astype(np.uint8), r.affine)
             csf = nib.Nifti1Image(r.csf_reference().astype(np.uint8), r.affine)
             outline_mask(ax, veins, chi, coord_mm=z_mm, color=VEIN_COLOR, linewidth=0.9)
@@ -422,14 +478,23 @@ def figure1_qsm(chi_imgs, aseg_img, *, rois=None, z_mm=None, vmin_ppm=-0.15, vma
     cb = fig.colorbar(im, ax=list(axes[0]), fraction=0.025, pad=0.02)
     cb.set_label("χ (ppm)", color="w")
     cb.ax.tick_params(colors="w")
+    if legend:
+        handles = [Line2D([], [], color=THALAMUS_COLOR, lw=1.4, label="thalamic VOI (aseg 10/49)")]
+        if drawn_rois:
+            handles += [Line2D([], [], color=VEIN_COLOR, lw=1.2, label="excluded vein voxels"),
+                        Line2D([], [], color=CSF_REFERENCE_COLOR, lw=1.2,
+                               label="CSF reference, atrium (where it cuts this slice)")]
+        _figure_legend(fig, list(axes[0]), handles, ncol=len(handles))
     return fig
 
 
-def figure2_lesions(flair_img, lesion_img, *, z_mm=None, n_slices=3):
+def figure2_lesions(flair_img, lesion_img, *, z_mm=None, n_slices=3, flair_title="FLAIR"):
     """Analogue of the paper's Figure 2: FLAIR with the lesion segmentation in purple.
 
     Top row FLAIR alone, bottom row with the lesion mask filled in purple, on the ``n_slices``
-    axial slices with the most lesion voxels (or the levels ``z_mm``).
+    axial slices with the most lesion voxels (or the levels ``z_mm``). ``flair_title`` is what
+    the top row's titles call the image (say there when it is not a scanner's, e.g.
+    ``"synthetic FLAIR (phantom)"``).
 
     Returns
     -------
@@ -447,7 +512,7 @@ def figure2_lesions(flair_img, lesion_img, *, z_mm=None, n_slices=3):
         show_slice(axes[0, j], flair, coord_mm=z, title=None)
         show_slice(axes[1, j], flair, coord_mm=z)
         overlay_mask(axes[1, j], les_img, flair, coord_mm=z, color=LESION_COLOR, alpha=0.85)
-        axes[0, j].set_title(f"FLAIR, z = {_mm(z)} mm", color="w", fontsize=9)
+        axes[0, j].set_title(f"{flair_title}, z = {_mm(z)} mm", color="w", fontsize=9)
         axes[1, j].set_title("lesion segmentation", color="w", fontsize=9)
     panel_label(axes[0, 0], "A")
     panel_label(axes[1, 0], "B")

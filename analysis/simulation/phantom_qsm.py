@@ -7,7 +7,10 @@ For the ROI notebook, the QSM notebook and the imaging cohort:
 :func:`true_thalamic_susceptibility` (the truth), :func:`vein_detection_scores` (excluded voxels
 vs the phantom's veins), :func:`phantom_roi_table` (measured vs true relative susceptibility,
 with and without vein exclusion) and :func:`phantom_qsm_accuracy` (whole-brain and ROI accuracy
-of several χ maps).
+of several χ maps). For the QSM notebook's step-by-step checks against the truth:
+:func:`label_composition` (truth labels under a mask), :func:`mask_and_field_agreement` (computed
+brain mask and total field vs the phantom's), :func:`local_field_errors` (background removal vs
+the true local field) and :func:`ventricle_referenced` (a χ map with the lateral ventricles as zero).
 """
 
 from __future__ import annotations
@@ -19,16 +22,18 @@ from scipy import ndimage
 
 from analysis.imaging.labels import LATERAL_VENTRICLES, THALAMUS
 from analysis.imaging.metrics import qsm_accuracy_table
-from analysis.imaging.qsm import medi
+from analysis.imaging.qsm import erode_mm, medi
 from analysis.imaging.qsm.pipeline import medi_noise_std, reconstruct_megre
 from analysis.imaging.qsm.recipes import complete_recipe
 from analysis.imaging.roi import thalamic_susceptibility
 from analysis.simulation.acquisition import simulate_megre, simulation_seed
 from analysis.simulation.anatomy import synthetic_flair, synthetic_t1
+from analysis.simulation.phantom import label_names
 
 __all__ = [
     "PHANTOM_LAMBDA", "ROI_TABLE_COLUMNS", "phantom_images", "reconstruct_phantom", "invert_ideal_background",
     "true_thalamic_susceptibility", "vein_detection_scores", "phantom_roi_table", "phantom_qsm_accuracy",
+    "label_composition", "mask_and_field_agreement", "local_field_errors", "ventricle_referenced",
 ]
 
 
@@ -327,3 +332,143 @@ def phantom_qsm_accuracy(chi_maps, phantom, *, mask=None, **roi_options):
     table["thalamus_relative_ppb"] = [float(roi_ex.loc[k, "relative_ppb"]) for k in table["method"]]
     table["thalamus_relative_error_ppb"] = [float(roi_ex.loc[k, "error_ppb"]) for k in table["method"]]
     return table
+
+
+def _phantom_grid_mask(mask, phantom, what):
+    m = np.asarray(mask)
+    if m.shape != phantom.shape:
+        raise ValueError(f"{what} has shape {m.shape}, not the phantom grid {phantom.shape}")
+    return m.astype(bool)
+
+
+def label_composition(mask, phantom, *, normalize=False):
+    """The phantom's truth labels under a mask, by structure name, most frequent first.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape ``phantom.shape``
+    phantom : analysis.simulation.phantom.HeadPhantom
+    normalize : bool, keyword-only
+        Fractions of the mask's voxels instead of counts.
+
+    Returns
+    -------
+    pandas.Series
+        Structure name (:func:`analysis.simulation.phantom.label_names`; the id as text for an
+        unnamed label) -> voxel count (or fraction); empty for an empty mask.
+    """
+    m = _phantom_grid_mask(mask, phantom, "mask")
+    names = label_names()
+    return pd.Series(phantom.labels[m]).map(lambda k: names.get(int(k), str(k))).value_counts(normalize=normalize)
+
+
+def mask_and_field_agreement(brain_mask, total_field_ppm, phantom, sim):
+    """A reconstruction's brain mask and total field against the phantom's.
+
+    Parameters
+    ----------
+    brain_mask : ndarray of bool, shape ``phantom.shape``
+        The brain mask the pipeline computed.
+    total_field_ppm : ndarray, shape ``phantom.shape``
+        The unwrapped total field (ppm of B0) the pipeline estimated.
+    phantom : analysis.simulation.phantom.HeadPhantom
+    sim : analysis.simulation.acquisition.MegreSimulation
+        Its ``total_field_ppm`` is the truth.
+
+    Returns
+    -------
+    dict
+        ``dice`` (Dice coefficient of the mask and the phantom's brain), ``n_missed`` (brain
+        voxels outside the mask), ``n_extra`` (mask voxels outside the brain),
+        ``extra_by_structure`` (the extra voxels by truth label, :func:`label_composition`, as a
+        dict), and over the voxels in both: ``field_offset_ppb`` (median of estimate − truth: a
+        constant, which no later step sees) and ``field_spread_ppb`` (standard deviation about
+        that median).
+    """
+    bm = _phantom_grid_mask(brain_mask, phantom, "brain_mask")
+    tm = np.asarray(phantom.brain_mask, bool)
+    field = np.asarray(total_field_ppm)
+    if field.shape != phantom.shape:
+        raise ValueError(f"total_field_ppm has shape {field.shape}, not the phantom grid {phantom.shape}")
+    err = (field - sim.total_field_ppm)[bm & tm]
+    return {
+        "dice": 2 * (bm & tm).sum() / (bm.sum() + tm.sum()),
+        "n_missed": int((tm & ~bm).sum()),
+        "n_extra": int((bm & ~tm).sum()),
+        "extra_by_structure": label_composition(bm & ~tm, phantom).to_dict(),
+        "field_offset_ppb": 1000 * np.median(err),
+        "field_spread_ppb": 1000 * np.std(err - np.median(err)),
+    }
+
+
+def local_field_errors(local_fields, sim, phantom, *, mask, erosion_mm=5.0):
+    """Local fields from several background removals against the simulation's true local field.
+
+    Parameters
+    ----------
+    local_fields : dict of str -> (ndarray, ndarray of bool)
+        Name (e.g. ``"PDF"``) -> (local field (ppm), the mask where it is defined), on the
+        phantom grid.
+    sim : analysis.simulation.acquisition.MegreSimulation
+        Its ``local_field_ppm`` is the truth.
+    phantom : analysis.simulation.phantom.HeadPhantom
+    mask : ndarray of bool, keyword-only
+        The computed brain mask; the evaluation region is it and the phantom's brain, eroded by
+        ``erosion_mm``, where every field is defined (the same voxels for every method).
+    erosion_mm : float, keyword-only
+        Erosion of the region (mm), default 5: keeps the brain boundary, where every method
+        fails differently, out of the comparison.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per field: ``background removal``, ``valid voxels`` (its mask),
+        ``RMS error, brain eroded <e> mm (ppb)`` (of estimate − truth after removing the mean
+        difference, a constant) and ``RMS of the true local field (ppb)`` (its standard
+        deviation over the region, for scale).
+    """
+    if not isinstance(local_fields, dict) or not local_fields:
+        raise ValueError("local_fields must be a non-empty dict of name -> (local_field_ppm, mask)")
+    bm = _phantom_grid_mask(mask, phantom, "mask")
+    inner = erode_mm(np.asarray(phantom.brain_mask, bool) & bm, erosion_mm, voxel_size=phantom.voxel_size_mm)
+    for name, value in local_fields.items():
+        if not (isinstance(value, tuple) and len(value) == 2):
+            raise ValueError(f"local_fields[{name!r}] must be a (local_field_ppm, mask) pair")
+        inner &= _phantom_grid_mask(value[1], phantom, f"the mask of local_fields[{name!r}]")
+    truth = sim.local_field_ppm
+    rows = []
+    for name, (f, m) in local_fields.items():
+        d = (f - truth)[inner]
+        rows.append({"background removal": name, "valid voxels": int(np.asarray(m, bool).sum()),
+                     f"RMS error, brain eroded {erosion_mm:g} mm (ppb)": 1000 * np.sqrt(np.mean((d - d.mean()) ** 2)),
+                     "RMS of the true local field (ppb)": 1000 * np.std(truth[inner])})
+    return pd.DataFrame(rows)
+
+
+def ventricle_referenced(chi_ppm, mask, phantom):
+    """A χ map with the mean over the lateral ventricles as zero (the phantom truth's reference).
+
+    Parameters
+    ----------
+    chi_ppm : ndarray, shape ``phantom.shape``
+    mask : ndarray of bool
+        Where ``chi_ppm`` is defined.
+    phantom : analysis.simulation.phantom.HeadPhantom
+        Its truth labels 4/43 (lateral ventricles) inside ``mask`` are the reference.
+
+    Returns
+    -------
+    ndarray
+        ``chi_ppm`` minus that mean inside ``mask``, 0 outside.
+
+    Raises
+    ------
+    ValueError
+        No lateral-ventricle voxel inside ``mask``.
+    """
+    m = _phantom_grid_mask(mask, phantom, "mask")
+    chi = np.asarray(chi_ppm)
+    ref = m & np.isin(phantom.labels, LATERAL_VENTRICLES)
+    if not ref.any():
+        raise ValueError("no lateral-ventricle voxel inside the mask: nothing to reference to")
+    return np.where(m, chi - chi[ref].mean(), 0.0)

@@ -2,17 +2,22 @@
 
 Both run on the simulated 2 mm head phantom (their defaults); the assertions read the tables they
 write. Notebook 02 takes about 10 s, notebook 03 about 25 s (it simulates and reconstructs the
-phantom with ``reconstruct_phantom``'s default recipe).
+phantom with ``reconstruct_phantom``'s default recipe). Notebook 03 also runs on "your data" (a χ map
+and a segmentation given as files: the phantom's, without its truth) and refuses half of that pair.
 """
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from papermill.exceptions import PapermillExecutionError
 
 from tests.helpers.notebooks import execute_notebook
 
+from analysis.imaging.roi_tables import roi_table
 from analysis.simulation.phantom import make_head_phantom
 from analysis.simulation.anatomy import phantom_subject_measures
+from analysis.simulation.phantom_qsm import phantom_images
 
 
 @pytest.mark.slow
@@ -59,3 +64,25 @@ def test_roi_extraction_notebook(tmp_path):
     assert "T2 lesion volume: 5.00 mL (phantom truth 5.00 mL)" in out
     for name in ("figure1_qsm_thalamus.png", "figure2_lesions.png"):
         assert (run.figures_dir / name).stat().st_size > 20_000, name
+
+
+@pytest.mark.slow
+def test_roi_extraction_notebook_on_your_data(tmp_path):
+    images = phantom_images(make_head_phantom(resolution_mm=2.0, seed=20180301))
+    chi, aseg = tmp_path / "sub-01_Chimap.nii.gz", tmp_path / "sub-01_aseg.nii.gz"
+    nib.save(images["chi"], chi)
+    nib.save(images["aseg"], aseg)
+    run = execute_notebook("03-roi-extraction", tmp_path, chimap=str(chi), aseg=str(aseg))
+    assert not (run.output_dir / "roi_phantom.csv").exists()
+    table = pd.read_csv(run.output_dir / "roi_subject.csv")
+    expected, _ = roi_table({"subject": chi}, aseg)
+    pd.testing.assert_frame_equal(table, expected, rtol=1e-5, check_dtype=False)   # the CSV keeps 6 digits
+    assert list(table["exclude_veins"]) == [True, False]
+    assert "Figure 2 skipped" in run.stdout()
+    assert (run.figures_dir / "figure1_qsm_thalamus.png").stat().st_size > 20_000
+
+
+@pytest.mark.slow
+def test_roi_extraction_notebook_wants_both_chimap_and_aseg(tmp_path):
+    with pytest.raises(PapermillExecutionError, match="chimap is given without aseg: give both or neither"):
+        execute_notebook("03-roi-extraction", tmp_path, chimap=str(tmp_path / "chi.nii.gz"))

@@ -85,3 +85,14 @@ def test_other_tables_and_figures(run):
     md = (nb.output_dir / "reanalysis_survive.md").read_text()
     assert str(csv) in md and "SIMULATED DATA" not in md
     assert f"{csv}: {n} patients" in nb.stdout()
+
+
+def test_huber_table_is_the_package_fit_and_says_how_it_stopped(run):
+    nb, csv = run
+    df = load_cohort(csv)
+    huber = pd.read_csv(nb.output_dir / "reanalysis_huber.csv")
+    ref = robust.huber_table(df)
+    assert list(huber["iterations"]) == list(ref["iterations"])          # the scale-free stopping rule's count
+    np.testing.assert_allclose(huber["coef"], ref["coef"], rtol=1e-12)
+    md = (nb.output_dir / "reanalysis_huber.md").read_text()
+    assert f"weight changes by more than {robust.HUBER_TOL:g}" in md
