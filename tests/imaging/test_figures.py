@@ -15,12 +15,11 @@ import pytest  # noqa: E402
 
 from analysis.imaging import figures  # noqa: E402
 from analysis.simulation import phantom_qsm as pq  # noqa: E402
-from analysis.simulation.phantom import make_head_phantom  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def phantom():
-    return make_head_phantom(resolution_mm=4.0, seed=1)
+def phantom(head_phantom):
+    return head_phantom(4.0, 1)
 
 
 @pytest.fixture(scope="module")

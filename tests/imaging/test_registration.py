@@ -95,8 +95,8 @@ def to_lia(data, affine):
 
 
 @pytest.fixture(scope="module")
-def phantom2():
-    return make_head_phantom(resolution_mm=2.0, seed=0)
+def phantom2(head_phantom):
+    return head_phantom(2.0, 0)
 
 
 @pytest.fixture(scope="module")

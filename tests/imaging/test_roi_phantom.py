@@ -19,8 +19,8 @@ SEED = 20180301          # the notebooks' default
 
 
 @pytest.fixture(scope="module")
-def phantom():
-    return make_head_phantom(resolution_mm=2.0, seed=SEED)
+def phantom(head_phantom):
+    return head_phantom(2.0, SEED)
 
 
 @pytest.fixture(scope="module")

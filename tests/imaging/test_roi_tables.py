@@ -13,12 +13,11 @@ import pytest
 from analysis.imaging import roi
 from analysis.imaging.roi_tables import HEMISPHERE_QUANTITIES, ROI_COLUMNS, hemisphere_table, roi_table
 from analysis.simulation import phantom_qsm as pq
-from analysis.simulation.phantom import make_head_phantom
 
 
 @pytest.fixture(scope="module")
-def phantom():
-    return make_head_phantom(resolution_mm=2.0, seed=20180301)
+def phantom(head_phantom):
+    return head_phantom(2.0, 20180301)
 
 
 @pytest.fixture(scope="module")

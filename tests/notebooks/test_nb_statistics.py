@@ -11,15 +11,12 @@ import pytest
 import statsmodels.formula.api as smf
 from tests.helpers.notebooks import execute_notebook
 
-from analysis.cohort.dictionary import load_cohort
 from analysis.stats.published import prints_as, published, table_rows
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def cohort():
-    return load_cohort()
+
 
 
 def test_cohort_description_notebook(tmp_path):
