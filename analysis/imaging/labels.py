@@ -6,7 +6,7 @@ changed (``Left-Thalamus-Proper`` up to 6, ``Left-Thalamus`` from 7), which
 FreeSurfer's own definitions (``mri_segstats --subcortgray``, ``TotalGrayVol``,
 ``VentricleChoroidVol``) so that measures computed from an aseg match its ``aseg.stats``.
 
-Ids of the simulated head phantom's extra tissues (veins 901–905, skull, scalp, air) are not
+Ids of the simulated head phantom's extra tissues (veins 901–908, skull, scalp, air) are not
 FreeSurfer labels; they live with the phantom (:mod:`analysis.simulation.phantom`).
 """
 

@@ -22,6 +22,28 @@ Physics
   over the brain mask divided by σ (so σ = mean(|S_1| in brain) / SNR). Magnitude and phase are
   taken from the noisy complex signal; the phase is wrapped to (−π, π].
 
+Realistic phantom: the forward model on a finer grid
+---------------------------------------------------
+For a phantom built with ``realism="realistic"`` (it carries a
+:class:`~analysis.simulation.phantom.FineGrid`), :func:`phantom_fields` and :func:`simulate_megre`
+avoid the "inverse crime" (simulating with the very discretisation the inversion assumes):
+
+* the field is computed on the **fine grid** (e.g. 1 mm for a 2 mm acquisition) from the fine χ,
+  with the dipole kernel sampled on that grid (the whole head in air, zero-padded by a quarter of
+  the head's largest extent in mm on each side), and the local field from the fine χ inside the
+  fine brain;
+* the complex signal of every echo is computed on the fine grid (fine M0, T1, R2*, field) and
+  **averaged over the fine voxels of each acquisition voxel** — intravoxel dephasing and partial
+  volume, so the phase is no longer exactly field × TE and the magnitude decays faster where the
+  field varies inside a voxel (veins, air/tissue boundaries);
+* φ0 and the noise are added on the acquisition grid as before; σ follows the same SNR rule, with
+  the mean first-echo magnitude of the averaged signal in the brain;
+* the returned truth fields are the fine fields averaged over each acquisition voxel.
+
+``forward="acquisition"`` simulates such a phantom the simple way (acquisition-grid χ, the
+inversion's own kernel and grid), for comparison. The fine fields are cached on the phantom, so
+several SNRs or seeds cost one field computation.
+
 Protocol
 --------
 The paper (3 T GE Signa HDxt): spoiled multi-echo GRE, TR 57 ms, first TE 4.3 ms, flip angle
@@ -44,6 +66,7 @@ __all__ = [
     "PAPER_PROTOCOL",
     "MegreSimulation",
     "field_to_phase",
+    "fine_fields",
     "paper_echo_times",
     "phantom_fields",
     "simulate_bids_subject",
@@ -105,6 +128,11 @@ class MegreSimulation:
         σ of the real and imaginary noise (same units as ``magnitude``); 0 if noise-free.
     snr : float or None
         First-echo SNR in the brain as defined in the module docstring.
+    forward : {"acquisition", "fine"}
+        Where the field and the signal were computed: on this grid (simple phantom, the inverse
+        crime) or on the realistic phantom's fine grid, averaged into each voxel.
+    oversample : tuple of 3 int or None
+        Fine voxels per voxel along each axis (``forward="fine"``).
     """
 
     magnitude: np.ndarray
@@ -123,10 +151,21 @@ class MegreSimulation:
     noise_sigma: float
     snr: float | None
     seed: int | None = None
+    forward: str = "acquisition"
+    oversample: tuple | None = None
 
 
-def phantom_fields(phantom, *, b0_direction=(0.0, 0.0, 1.0)):
+def phantom_fields(phantom, *, b0_direction=(0.0, 0.0, 1.0), forward="auto"):
     """Total and local field (ppm) of a :class:`~analysis.simulation.phantom.HeadPhantom` on its FOV grid.
+
+    Parameters
+    ----------
+    phantom : HeadPhantom
+    b0_direction : tuple of 3 float
+    forward : {"auto", "acquisition", "fine"}
+        ``"auto"``: on the fine grid for a realistic phantom (averaged into each voxel), on the
+        acquisition grid otherwise. ``"acquisition"`` forces the acquisition grid (the inverse
+        crime) for a realistic phantom too.
 
     Returns
     -------
@@ -135,6 +174,12 @@ def phantom_fields(phantom, *, b0_direction=(0.0, 0.0, 1.0)):
         a quarter of its largest dimension on each side), ``local`` the field of χ inside the
         brain mask only (χ = 0 elsewhere).
     """
+    if _forward_mode(phantom, forward) == "fine":
+        from analysis.simulation.phantom.realistic import block_mean
+
+        total_f, local_f = fine_fields(phantom, b0_direction=b0_direction)
+        f = phantom.fine.factor
+        return block_mean(total_f, f).astype(np.float32), block_mean(local_f, f).astype(np.float32)
     if phantom.world_chi_ppm is None or phantom.fov_slices is None:
         raise ValueError("the phantom has no world grid (world_chi_ppm/fov_slices); build it with make_head_phantom")
     vs = phantom.voxel_size_mm
@@ -145,6 +190,70 @@ def phantom_fields(phantom, *, b0_direction=(0.0, 0.0, 1.0)):
     inside = np.where(phantom.brain_mask, phantom.chi_ppm, np.float32(0.0)).astype(np.float32)
     local = forward_field(inside, voxel_size=vs, b0_direction=b0_direction, pad=max(inside.shape) // 4)
     return total, np.asarray(local, dtype=np.float32)
+
+
+def _forward_mode(phantom, forward):
+    if forward not in ("auto", "acquisition", "fine"):
+        raise ValueError(f"forward must be 'auto', 'acquisition' or 'fine', got {forward!r}")
+    fine = getattr(phantom, "fine", None)
+    if forward == "fine" and fine is None:
+        raise ValueError("forward='fine' needs a realistic phantom (make_head_phantom(realism='realistic'))")
+    if forward == "auto":
+        return "acquisition" if fine is None else "fine"
+    return forward
+
+
+def _field_padded(chi, voxel_size, b0_direction, pad_mm):
+    """``d ⊛ χ`` (ppm, float32) with ``pad_mm`` of zeros on each side (per-axis voxels), uncached kernel."""
+    import scipy.fft as sfft
+
+    from analysis.imaging.qsm.kernels import FFT_WORKERS, fast_shape, kspace_coordinates, pad_array
+
+    pads = tuple(int(np.ceil(pad_mm / v)) for v in voxel_size)
+    shp = fast_shape(chi.shape, pad=pads)
+    xp, sl = pad_array(chi, shp)
+    spec = sfft.rfftn(xp, workers=FFT_WORKERS)
+    del xp
+    kx, ky, kz = (k.astype(np.float32) for k in kspace_coordinates(shp, voxel_size=voxel_size))
+    bx, by, bz = (np.float32(b) for b in b0_direction)
+    for i in range(spec.shape[0]):  # slab by slab: the kernel is never held whole
+        k2 = kx[i] ** 2 + ky ** 2 + kz ** 2
+        kb = kx[i] * bx + ky * by + kz * bz
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d = np.float32(1.0 / 3.0) - kb * kb / k2
+        if i == 0:
+            d[0, 0, 0] = 0.0
+        spec[i] *= d[0]
+    out = sfft.irfftn(spec, s=shp, workers=FFT_WORKERS, overwrite_x=True)
+    del spec
+    return np.ascontiguousarray(out[sl], dtype=np.float32)
+
+
+def fine_fields(phantom, *, b0_direction=(0.0, 0.0, 1.0)):
+    """Total and local field (ppm) of a realistic phantom on its fine field-of-view grid (cached).
+
+    Returns
+    -------
+    total_field_ppm, local_field_ppm : ndarray, float32, shape ``phantom.fine.shape``
+        The field of the whole head in air from the fine χ (zero-padded by a quarter of the
+        world's largest extent, in mm, on each side) and of the fine χ inside the fine brain.
+    """
+    fine = getattr(phantom, "fine", None)
+    if fine is None:
+        raise ValueError("the phantom has no fine grid (build it with realism='realistic')")
+    bdir = as_direction(b0_direction)
+    key = ("fields", bdir)
+    if key not in fine.field_cache:
+        vs = fine.voxel_size_mm
+        pad_mm = max(n * v for n, v in zip(fine.world_chi_ppm.shape, vs)) / 4.0
+        world = fine.world_chi_ppm - np.float32(phantom.params.get("air_chi_ppm", AIR_CHI_PPM))
+        total = _field_padded(world, vs, bdir, pad_mm)[fine.fov_slices]
+        del world
+        inside = np.where(fine.world_brain_mask, fine.world_chi_ppm, np.float32(0.0))
+        local = _field_padded(inside, vs, bdir, pad_mm)[fine.fov_slices]
+        del inside
+        fine.field_cache[key] = (np.ascontiguousarray(total), np.ascontiguousarray(local))
+    return fine.field_cache[key]
 
 
 def _phase_offset(shape, rng, *, amplitude=1.0):
@@ -162,9 +271,18 @@ def _phase_offset(shape, rng, *, amplitude=1.0):
     return phi
 
 
+def _steady_state(m0, t1_s, flip_angle_deg, repetition_time_s, signal_scale):
+    amp = m0.astype(np.float32) * np.float32(signal_scale)
+    if flip_angle_deg is not None:
+        a = np.deg2rad(float(flip_angle_deg))
+        e1 = np.exp(-float(repetition_time_s) / np.maximum(t1_s, 1e-3)).astype(np.float32)
+        amp *= np.float32(np.sin(a)) * (1 - e1) / (1 - np.float32(np.cos(a)) * e1)
+    return amp
+
+
 def simulate_megre(phantom, *, echo_times_s=None, snr=100.0, b0_tesla=3.0, b0_direction=(0.0, 0.0, 1.0),
                    flip_angle_deg=20.0, repetition_time_s=0.057, phase_offset=True, signal_scale=1000.0,
-                   seed=0, fields=None):
+                   seed=0, fields=None, forward="auto"):
     """Simulate magnitude and wrapped phase of a multi-echo GRE acquisition of the phantom.
 
     Parameters
@@ -187,7 +305,13 @@ def simulate_megre(phantom, *, echo_times_s=None, snr=100.0, b0_tesla=3.0, b0_di
     seed : int
         Seed of φ0 and of the noise; same inputs and seed → identical output.
     fields : tuple (total_field_ppm, local_field_ppm), optional
-        Precomputed :func:`phantom_fields` (to simulate several SNRs without recomputing).
+        Precomputed :func:`phantom_fields` (to simulate several SNRs without recomputing); with
+        ``forward="fine"`` the fine fields of :func:`fine_fields` (they are cached on the phantom
+        anyway).
+    forward : {"auto", "acquisition", "fine"}
+        ``"auto"``: the fine-grid forward model for a realistic phantom (see the module
+        docstring), the acquisition grid otherwise; ``"acquisition"`` forces the simple (inverse
+        crime) forward model.
 
     Returns
     -------
@@ -203,21 +327,22 @@ def simulate_megre(phantom, *, echo_times_s=None, snr=100.0, b0_tesla=3.0, b0_di
     if snr is not None and not (snr > 0):
         raise ValueError(f"snr must be positive (or None for noise-free data), got {snr!r}")
     bdir = as_direction(b0_direction)
+    mode = _forward_mode(phantom, forward)
+    if mode == "fine":
+        return _simulate_megre_fine(phantom, te=te, snr=snr, b0_tesla=b0_tesla, bdir=bdir,
+                                    flip_angle_deg=flip_angle_deg, repetition_time_s=repetition_time_s,
+                                    phase_offset=phase_offset, signal_scale=signal_scale, seed=seed, fields=fields)
     rng = np.random.default_rng(seed)
 
     if fields is None:
-        total, local = phantom_fields(phantom, b0_direction=bdir)
+        total, local = phantom_fields(phantom, b0_direction=bdir, forward="acquisition")
     else:
         total, local = (np.asarray(f, dtype=np.float32) for f in fields)
         if total.shape != phantom.shape or local.shape != phantom.shape:
             raise ValueError(f"fields must have the phantom's shape {phantom.shape}")
     phi0 = _phase_offset(phantom.shape, rng) if phase_offset else np.zeros(phantom.shape, np.float32)
 
-    amp = phantom.m0.astype(np.float32) * np.float32(signal_scale)
-    if flip_angle_deg is not None:
-        a = np.deg2rad(float(flip_angle_deg))
-        e1 = np.exp(-float(repetition_time_s) / np.maximum(phantom.t1_s, 1e-3)).astype(np.float32)
-        amp *= np.float32(np.sin(a)) * (1 - e1) / (1 - np.float32(np.cos(a)) * e1)
+    amp = _steady_state(phantom.m0, phantom.t1_s, flip_angle_deg, repetition_time_s, signal_scale)
     r2s = phantom.r2star_hz.astype(np.float32)
     omega = np.float32(2.0 * np.pi * GAMMA_HZ_PER_T * b0_tesla * 1e-6) * total  # rad/s
 
@@ -259,6 +384,75 @@ def simulate_megre(phantom, *, echo_times_s=None, snr=100.0, b0_tesla=3.0, b0_di
     )
 
 
+def _simulate_megre_fine(phantom, *, te, snr, b0_tesla, bdir, flip_angle_deg, repetition_time_s, phase_offset,
+                         signal_scale, seed, fields):
+    """:func:`simulate_megre` of a realistic phantom: field and complex signal on the fine grid, averaged."""
+    from analysis.simulation.phantom.realistic import block_mean
+
+    fine = phantom.fine
+    f = fine.factor
+    rng = np.random.default_rng(seed)
+    if fields is None:
+        total_f, local_f = fine_fields(phantom, b0_direction=bdir)
+    else:
+        total_f, local_f = (np.asarray(a, dtype=np.float32) for a in fields)
+        if total_f.shape != fine.shape or local_f.shape != fine.shape:
+            raise ValueError(f"with forward='fine', fields must be the fine fields of shape {fine.shape} "
+                             "(fine_fields(phantom))")
+    phi0 = _phase_offset(phantom.shape, rng) if phase_offset else np.zeros(phantom.shape, np.float32)
+    amp = _steady_state(fine.m0, fine.t1_s, flip_angle_deg, repetition_time_s, signal_scale)
+    r2s = fine.r2star_hz.astype(np.float32)
+    omega = np.float32(2.0 * np.pi * GAMMA_HZ_PER_T * b0_tesla * 1e-6) * total_f  # rad/s
+    n_block = int(np.prod(f))
+    X, Y, Z = phantom.shape
+
+    def voxel_signal(t):
+        s = (amp * np.exp(-r2s * np.float32(t))) * np.exp(1j * (omega * np.float32(t)))
+        s = s.astype(np.complex64, copy=False)
+        return s.reshape(X, f[0], Y, f[1], Z, f[2]).sum(axis=(1, 3, 5)) / np.float32(n_block)
+
+    clean = [voxel_signal(t) for t in te[:1]]
+    if snr is None or not np.isfinite(snr):
+        sigma = 0.0
+    else:
+        sigma = float(np.abs(clean[0])[phantom.brain_mask].mean()) / float(snr)
+    rot = np.exp(1j * phi0).astype(np.complex64)
+    shape4 = phantom.shape + (te.size,)
+    magnitude = np.empty(shape4, np.float32)
+    phase = np.empty(shape4, np.float32)
+    for n, t in enumerate(te):
+        s = (clean[0] if n == 0 else voxel_signal(t)) * rot
+        if sigma > 0:
+            noise = rng.standard_normal(size=phantom.shape + (2,), dtype=np.float32) * np.float32(sigma)
+            s = s + (noise[..., 0] + 1j * noise[..., 1])
+        s = s.astype(np.complex64, copy=False)
+        magnitude[..., n] = np.abs(s)
+        phase[..., n] = np.angle(s)
+    del omega, amp, r2s
+    total = block_mean(total_f, f).astype(np.float32)
+    local = block_mean(local_f, f).astype(np.float32)
+    return MegreSimulation(
+        magnitude=magnitude,
+        phase=phase,
+        echo_times_s=te,
+        b0_tesla=float(b0_tesla),
+        b0_direction=bdir,
+        affine=np.array(phantom.affine, dtype=float),
+        voxel_size_mm=tuple(float(v) for v in phantom.voxel_size_mm),
+        repetition_time_s=float(repetition_time_s) if repetition_time_s is not None else None,
+        flip_angle_deg=float(flip_angle_deg) if flip_angle_deg is not None else None,
+        total_field_ppm=total,
+        local_field_ppm=local,
+        background_field_ppm=(total - local).astype(np.float32),
+        phase_offset_rad=phi0,
+        noise_sigma=float(sigma),
+        snr=None if sigma == 0 else float(snr),
+        seed=seed,
+        forward="fine",
+        oversample=tuple(int(k) for k in f),
+    )
+
+
 def simulation_seed(seed):
     """Seed of the acquisition (phase offset, noise) derived from the phantom seed.
 
@@ -297,7 +491,9 @@ def simulate_bids_subject(bids_dir, *, subject="01", session=None, resolution_mm
         Also write ``derivatives/truth/sub-<L>/…``.
     **phantom_kwargs
         Passed to :func:`analysis.simulation.phantom.make_head_phantom` (``thalamus_scale``,
-        ``thalamus_chi_ppm``, ``lesion_volume_ml``, ``n_lesions``, …).
+        ``thalamus_chi_ppm``, ``lesion_volume_ml``, ``n_lesions``, ``realism="realistic"`` and
+        its options ``oversample``, ``slab_mm``, …). A realistic phantom is simulated on its fine
+        grid (see the module docstring); the truth written is on the acquisition grid.
 
     Returns
     -------

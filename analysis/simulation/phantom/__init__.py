@@ -55,11 +55,24 @@ Modules
 - :mod:`~analysis.simulation.phantom.veins`: the deep veins beside the thalami;
 - :mod:`~analysis.simulation.phantom.lesions`: the white-matter lesions;
 - :mod:`~analysis.simulation.phantom.head`: :class:`HeadPhantom` and its builder
-  :func:`make_head_phantom` (head layers, air cavities, field of view).
+  :func:`make_head_phantom` (head layers, air cavities, field of view);
+- :mod:`~analysis.simulation.phantom.realistic`: the realistic mode
+  (``make_head_phantom(realism="realistic")``): χ texture and iron gradients inside structures,
+  veins with their true radii as voxel fractions (plus thalamostriate and medullary veins),
+  partial volume, a finer grid for the forward model, anisotropic voxels, and
+  :func:`thalamic_truth_ppb`, the exact thalamic truth.
+
+Realism
+-------
+The default (``realism="simple"``) is piecewise constant per label, and its field is simulated on
+the acquisition grid with the kernel the inversion uses (the "inverse crime"): right for unit
+tests, optimistic for accuracy. ``realism="realistic"`` is the phantom for accuracy numbers that
+should transfer to real data; see :mod:`~analysis.simulation.phantom.realistic`.
 """
 
 from analysis.simulation.phantom.atlas import ATLAS_PACKAGE, ATLAS_RELPATH, atlas_path
 from analysis.simulation.phantom.head import DEFAULT_FOV_MM, HeadPhantom, make_head_phantom
+from analysis.simulation.phantom.realistic import FineGrid, make_realistic_head_phantom, thalamic_truth_ppb
 from analysis.simulation.phantom.tissues import (AIR_CAVITY, AIR_CHI_PPM, LESION, SCALP, SKULL, TISSUES, VEINS,
                                                  Tissue, label_names)
 
@@ -69,6 +82,7 @@ __all__ = [
     "ATLAS_PACKAGE",
     "ATLAS_RELPATH",
     "DEFAULT_FOV_MM",
+    "FineGrid",
     "HeadPhantom",
     "LESION",
     "SCALP",
@@ -79,4 +93,6 @@ __all__ = [
     "atlas_path",
     "label_names",
     "make_head_phantom",
+    "make_realistic_head_phantom",
+    "thalamic_truth_ppb",
 ]

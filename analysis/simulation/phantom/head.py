@@ -84,6 +84,13 @@ class HeadPhantom:
     world_affine : ndarray, shape (4, 4)
     fov_slices : tuple of 3 slice
         ``world_chi_ppm[fov_slices]`` is ``chi_ppm``.
+    fine : analysis.simulation.phantom.realistic.FineGrid or None
+        Realistic phantom only: the fine grid the forward model runs on (``None`` for the simple
+        phantom, whose field is simulated on this grid). In the realistic phantom ``chi_ppm``,
+        ``r2star_hz``, ``m0``, ``t1_s`` and ``world_chi_ppm`` are means of the fine maps over each
+        voxel, and ``labels``/``aseg`` majority labels.
+    vein_fraction : ndarray, float32, or None
+        Realistic phantom only: fraction of each voxel that is vein (0–1).
     """
 
     chi_ppm: np.ndarray
@@ -104,6 +111,13 @@ class HeadPhantom:
     world_chi_ppm: np.ndarray | None = None
     world_affine: np.ndarray | None = None
     fov_slices: tuple | None = None
+    fine: object | None = None
+    vein_fraction: np.ndarray | None = None
+
+    @property
+    def realism(self):
+        """``"realistic"`` if the phantom has a fine grid for the forward model, else ``"simple"``."""
+        return "simple" if self.fine is None else "realistic"
 
     @property
     def shape(self):
@@ -119,9 +133,11 @@ class HeadPhantom:
     def to_nifti(self, name):
         """A NIfTI image of the attribute ``name`` (e.g. ``"chi_ppm"``, ``"labels"``, ``"brain_mask"``)."""
         if name not in {"chi_ppm", "labels", "aseg", "brain_mask", "csf_mask", "vein_mask", "lesion_mask",
-                        "head_mask", "r2star_hz", "m0", "t1_s"}:
+                        "head_mask", "r2star_hz", "m0", "t1_s", "vein_fraction"}:
             raise ValueError(f"HeadPhantom has no image called {name!r}")
         data = getattr(self, name)
+        if data is None:
+            raise ValueError(f"this phantom has no {name!r} image (realistic phantom only)")
         if data.dtype == bool:
             data = data.astype(np.uint8)
         img = nib.Nifti1Image(data, self.affine)
@@ -150,48 +166,8 @@ def _as_resolution(resolution_mm):
     return tuple(float(v) for v in r)
 
 
-def make_head_phantom(*, resolution_mm=1.0, seed=0, thalamus_scale=1.0, thalamus_chi_ppm=0.04,
-                      lesion_volume_ml=5.0, n_lesions=6, vein_chi_ppm=0.45, chi_overrides=None,
-                      fov_mm=DEFAULT_FOV_MM, cavities=True):
-    """Build the numerical head phantom.
-
-    Parameters
-    ----------
-    resolution_mm : float or tuple of 3 float
-        Voxel size (mm). 1 mm gives a 160 × 192 × 168 field of view, 2 mm 80 × 96 × 84.
-    seed : int
-        Random seed (lesion positions, shapes and sizes). Same arguments → identical phantom.
-    thalamus_scale : float
-        Volume factor applied to each thalamus about its centroid (1 = template size, about
-        10.9 mL per side; 0.85 = 15 % atrophy). Lost thalamus becomes the nearest neighbouring
-        tissue (3rd ventricle, white matter); a larger thalamus takes over its neighbours.
-    thalamus_chi_ppm : float or (float, float)
-        Thalamic χ (ppm vs CSF), both sides or (left, right).
-    lesion_volume_ml : float
-        Total T2 lesion volume (mL); 0 for none. Exact up to one voxel.
-    n_lesions : int
-        Number of lesions the volume is split into (Dirichlet split, ≥ 1 voxel each).
-    vein_chi_ppm : float
-        χ of the deep veins (ppm).
-    chi_overrides : mapping of int → float, optional
-        χ (ppm) for other label ids (see :data:`TISSUES`).
-    fov_mm : tuple of 3 float
-        Field of view (mm), centred on the brain.
-    cavities : bool
-        Include the air cavities (sinuses, mastoids); without them the background field comes
-        from the head/air boundary and the skull only.
-
-    Returns
-    -------
-    HeadPhantom
-    """
-    res = _as_resolution(resolution_mm)
-    for name, v, lo, hi in (("thalamus_scale", thalamus_scale, 0.3, 2.0),
-                            ("lesion_volume_ml", lesion_volume_ml, 0.0, 200.0)):
-        if not np.isfinite(v) or not lo <= float(v) <= hi:
-            raise ValueError(f"{name} must be within [{lo}, {hi}], got {v!r}")
-    if int(n_lesions) < 0:
-        raise ValueError(f"n_lesions must be ≥ 0, got {n_lesions!r}")
+def _chi_table(thalamus_chi_ppm, vein_chi_ppm, chi_overrides):
+    """χ (ppm) per label id: the tissue table with the caller's thalamic, vein and other values."""
     tchi = np.broadcast_to(np.asarray(thalamus_chi_ppm, float), (2,))
     chi_table = {k: t.chi_ppm for k, t in TISSUES.items()}
     chi_table.update({10: float(tchi[0]), 49: float(tchi[1])})
@@ -200,8 +176,37 @@ def make_head_phantom(*, resolution_mm=1.0, seed=0, thalamus_scale=1.0, thalamus
         if int(k) not in TISSUES:
             raise ValueError(f"chi_overrides: unknown label id {k!r} (see analysis.simulation.phantom.TISSUES)")
         chi_table[int(k)] = float(v)
-    rng = np.random.default_rng(seed)
+    return tchi, chi_table
 
+
+def _check_arguments(thalamus_scale, lesion_volume_ml, n_lesions):
+    for name, v, lo, hi in (("thalamus_scale", thalamus_scale, 0.3, 2.0),
+                            ("lesion_volume_ml", lesion_volume_ml, 0.0, 200.0)):
+        if not np.isfinite(v) or not lo <= float(v) <= hi:
+            raise ValueError(f"{name} must be within [{lo}, {hi}], got {v!r}")
+    if int(n_lesions) < 0:
+        raise ValueError(f"n_lesions must be ≥ 0, got {n_lesions!r}")
+
+
+@dataclass
+class _World:
+    """The labelled head on a world grid (internal: shared by the simple and the realistic phantom)."""
+
+    labels: np.ndarray        # truth labels (veins, lesions, head layers, air)
+    aseg: np.ndarray          # FreeSurfer's view (brain only, no veins)
+    brain: np.ndarray         # closed brain
+    vein_mask: np.ndarray
+    affine: np.ndarray
+    res: tuple
+    ext: np.ndarray           # world extent (mm)
+    veins_mm: list            # (label, radius_mm, centre line (N, 3) mm)
+    lesions: list
+    lab1: np.ndarray          # the 1 mm anatomy (thalamus scaled) the grid was resampled from
+    aff1: np.ndarray
+
+
+def _build_world(res, *, rng, thalamus_scale, lesion_volume_ml, n_lesions, cavities, min_vein_radius_vox=0.87):
+    """Anatomy, head layers, air cavities, veins and lesions on the world grid of voxel size ``res``."""
     # 1 mm anatomy, thalamus scaled, vein centre lines from its geometry
     world1, aff1, hull1 = world_atlas_1mm()
     lab1 = scale_thalamus(world1, float(thalamus_scale))
@@ -239,6 +244,7 @@ def make_head_phantom(*, resolution_mm=1.0, seed=0, thalamus_scale=1.0, thalamus
             lab[shell] = SKULL
             lab[(q_air <= 1.0) & outside] = AIR_CAVITY
         del coords
+    del d_out, head
 
     # aseg (FreeSurfer's view: brain only, no veins, lesions added below)
     aseg = np.where(brain, lab, 0).astype(np.int16)
@@ -246,7 +252,7 @@ def make_head_phantom(*, resolution_mm=1.0, seed=0, thalamus_scale=1.0, thalamus
     # veins (truth labels only), restricted to the brain and its CSF layer
     allowed = brain | (lab == 24)
     vein_mask = np.zeros(shape, bool)
-    min_r = 0.87 * max(res)
+    min_r = min_vein_radius_vox * max(res)
     for lab_id, radius, pts in veins_mm:
         tube = rasterise_tube(pts, max(radius, min_r), shape, aff) & allowed
         lab[tube] = lab_id
@@ -256,6 +262,86 @@ def make_head_phantom(*, resolution_mm=1.0, seed=0, thalamus_scale=1.0, thalamus
     lab, lesions = place_lesions(lab, vein_mask, sampling, aff, volume_ml=float(lesion_volume_ml),
                                   n_lesions=int(n_lesions), rng=rng)
     aseg[lab == LESION] = LESION
+    return _World(labels=lab, aseg=aseg, brain=brain, vein_mask=vein_mask, affine=aff, res=tuple(res), ext=ext,
+                  veins_mm=veins_mm, lesions=lesions, lab1=lab1, aff1=aff1)
+
+
+def _fov_start(brain, res, fov_mm, shape, ext):
+    """First voxel and size of the field of view, centred on the brain (``fov_mm`` validated)."""
+    nzb = np.argwhere(brain)
+    centre_vox = (nzb.min(0) + nzb.max(0)) / 2.0
+    fov_n = [int(round(f / r)) for f, r in zip(fov_mm, res)]
+    if any(n < 1 for n in fov_n) or any(n > s for n, s in zip(fov_n, shape)):
+        raise ValueError(f"fov_mm must be positive and at most {tuple(e for e in ext)} mm, got {fov_mm!r}")
+    start = [int(np.clip(round(c - n / 2.0 + 0.5), 0, s - n)) for c, n, s in zip(centre_vox, fov_n, shape)]
+    return start, fov_n
+
+
+def make_head_phantom(*, resolution_mm=1.0, seed=0, thalamus_scale=1.0, thalamus_chi_ppm=0.04,
+                      lesion_volume_ml=5.0, n_lesions=6, vein_chi_ppm=0.45, chi_overrides=None,
+                      fov_mm=DEFAULT_FOV_MM, cavities=True, realism="simple", **realistic_options):
+    """Build the numerical head phantom.
+
+    Parameters
+    ----------
+    resolution_mm : float or tuple of 3 float
+        Voxel size (mm). 1 mm gives a 160 × 192 × 168 field of view, 2 mm 80 × 96 × 84.
+    seed : int
+        Random seed (lesion positions, shapes and sizes; in the realistic mode also the tissue
+        texture and the small veins). Same arguments → identical phantom.
+    thalamus_scale : float
+        Volume factor applied to each thalamus about its centroid (1 = template size, about
+        10.9 mL per side; 0.85 = 15 % atrophy). Lost thalamus becomes the nearest neighbouring
+        tissue (3rd ventricle, white matter); a larger thalamus takes over its neighbours.
+    thalamus_chi_ppm : float or (float, float)
+        Thalamic χ (ppm vs CSF), both sides or (left, right). In the realistic mode: the true
+        relative thalamic χ (:func:`~analysis.simulation.phantom.thalamic_truth_ppb`), exactly.
+    lesion_volume_ml : float
+        Total T2 lesion volume (mL); 0 for none. Exact up to one voxel.
+    n_lesions : int
+        Number of lesions the volume is split into (Dirichlet split, ≥ 1 voxel each).
+    vein_chi_ppm : float
+        χ of the deep veins (ppm).
+    chi_overrides : mapping of int → float, optional
+        χ (ppm) for other label ids (see :data:`TISSUES`).
+    fov_mm : tuple of 3 float
+        Field of view (mm), centred on the brain.
+    cavities : bool
+        Include the air cavities (sinuses, mastoids); without them the background field comes
+        from the head/air boundary and the skull only.
+    realism : {"simple", "realistic"}
+        ``"simple"`` (default): piecewise-constant χ per label on the acquisition grid (the unit
+        tests' phantom). ``"realistic"``: textured χ with iron gradients, partial volume and thin
+        veins, built on a finer grid that :func:`~analysis.simulation.acquisition.simulate_megre`
+        uses for the forward model; see :func:`~analysis.simulation.phantom.realistic.make_realistic_head_phantom`.
+    **realistic_options
+        Only with ``realism="realistic"``: ``oversample``, ``slab_mm``, ``texture_scale``,
+        ``iron_gradients``, ``n_medullary_veins`` (see
+        :func:`~analysis.simulation.phantom.realistic.make_realistic_head_phantom`).
+
+    Returns
+    -------
+    HeadPhantom
+    """
+    if realism == "realistic":
+        from analysis.simulation.phantom.realistic import make_realistic_head_phantom
+
+        return make_realistic_head_phantom(
+            resolution_mm=resolution_mm, seed=seed, thalamus_scale=thalamus_scale, thalamus_chi_ppm=thalamus_chi_ppm,
+            lesion_volume_ml=lesion_volume_ml, n_lesions=n_lesions, vein_chi_ppm=vein_chi_ppm,
+            chi_overrides=chi_overrides, fov_mm=fov_mm, cavities=cavities, **realistic_options)
+    if realism != "simple":
+        raise ValueError(f"realism must be 'simple' or 'realistic', got {realism!r}")
+    if realistic_options:
+        raise TypeError(f"options {sorted(realistic_options)} need realism='realistic'")
+    res = _as_resolution(resolution_mm)
+    _check_arguments(thalamus_scale, lesion_volume_ml, n_lesions)
+    tchi, chi_table = _chi_table(thalamus_chi_ppm, vein_chi_ppm, chi_overrides)
+    rng = np.random.default_rng(seed)
+
+    w = _build_world(res, rng=rng, thalamus_scale=thalamus_scale, lesion_volume_ml=lesion_volume_ml,
+                     n_lesions=n_lesions, cavities=cavities)
+    lab, aseg, brain, aff, lesions = w.labels, w.aseg, w.brain, w.affine, w.lesions
 
     # maps from the label table
     lut = np.zeros((4, 1000), np.float32)
@@ -264,12 +350,7 @@ def make_head_phantom(*, resolution_mm=1.0, seed=0, thalamus_scale=1.0, thalamus
     world_chi = lut[0][lab]
 
     # crop to the field of view, centred on the brain
-    nzb = np.argwhere(brain)
-    centre_vox = (nzb.min(0) + nzb.max(0)) / 2.0
-    fov_n = [int(round(f / r)) for f, r in zip(fov_mm, res)]
-    if any(n < 1 for n in fov_n) or any(n > s for n, s in zip(fov_n, shape)):
-        raise ValueError(f"fov_mm must be positive and at most {tuple(e for e in ext)} mm, got {fov_mm!r}")
-    start = [int(np.clip(round(c - n / 2.0 + 0.5), 0, s - n)) for c, n, s in zip(centre_vox, fov_n, shape)]
+    start, fov_n = _fov_start(brain, res, fov_mm, lab.shape, w.ext)
     fov = tuple(slice(a, a + n) for a, n in zip(start, fov_n))
     faff = aff.copy()
     faff[:3, 3] = aff[:3, :3] @ np.array(start, float) + aff[:3, 3]

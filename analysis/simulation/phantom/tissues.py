@@ -1,7 +1,8 @@
 """Label ids of the head phantom and their tissue properties (χ, R2*, proton density, T1).
 
 FreeSurfer ``aseg`` ids wherever FreeSurfer has one, plus the compendium's own ids for the deep
-veins (901-905), skull (911), scalp (912) and air cavities (913); 0 is the air around the head.
+veins (901-905; the realistic phantom adds the thalamostriate veins 906/907 and medullary veins
+908), skull (911), scalp (912) and air cavities (913); 0 is the air around the head.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def _pair(left, right, name, chi, r2s, m0, t1):
 
 #: Label id → tissue properties. FreeSurfer ids and names (FreeSurfer 7 spelling
 #: ``Left-Thalamus``; FreeSurfer ≤ 6 calls it ``Left-Thalamus-Proper``, same id) plus the
-#: compendium's extra ids 901–905 (veins) and 911–913 (skull, scalp, air cavities); 0 is the air
+#: compendium's extra ids 901–908 (veins) and 911–913 (skull, scalp, air cavities); 0 is the air
 #: around the head. χ: WM −0.03, cortex +0.02, thalamus +0.04, caudate +0.07, putamen +0.06,
 #: pallidum +0.15, CSF 0, veins +0.45 (venous blood, Hct 0.4, 60 % saturation), MS lesions 0.00
 #: (+30 ppb vs WM), air +9.4, bone −2.0. R2* (Hz) and T1 (s) are typical 3 T values.
@@ -78,12 +79,16 @@ TISSUES: dict[int, Tissue] = {
     903: Tissue("Left-Basal-Vein-of-Rosenthal", 0.45, 45.0, 0.85, 1.60),
     904: Tissue("Right-Basal-Vein-of-Rosenthal", 0.45, 45.0, 0.85, 1.60),
     905: Tissue("Great-Cerebral-Vein", 0.45, 45.0, 0.85, 1.60),
+    906: Tissue("Left-Thalamostriate-Vein", 0.45, 45.0, 0.85, 1.60),
+    907: Tissue("Right-Thalamostriate-Vein", 0.45, 45.0, 0.85, 1.60),
+    908: Tissue("Medullary-Veins", 0.45, 45.0, 0.85, 1.60),
     911: Tissue("Skull", -2.0, 500.0, 0.05, 0.30),
     912: Tissue("Scalp-Soft-Tissue", 0.0, 30.0, 0.70, 0.90),
     913: Tissue("Air-Cavity", AIR_CHI_PPM, 0.0, 0.0, 1.0),
 }
 
-VEINS = (901, 902, 903, 904, 905)
+#: All vein ids. 906-908 (thalamostriate veins, medullary veins) occur in the realistic phantom only.
+VEINS = (901, 902, 903, 904, 905, 906, 907, 908)
 LESION = 77
 SKULL, SCALP, AIR_CAVITY = 911, 912, 913
 

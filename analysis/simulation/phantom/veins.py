@@ -3,14 +3,29 @@
 Internal cerebral veins 901/902 along the dorsomedial edge of each thalamus, basal veins of
 Rosenthal 903/904 along its inferolateral (pulvinar) edge, both joining the great cerebral vein
 of Galen 905 behind the thalami (see :mod:`analysis.simulation.phantom`).
+
+The realistic phantom (:mod:`~analysis.simulation.phantom.realistic`) adds the thalamostriate
+veins 906/907 (in the groove between caudate and thalamus, on the floor of the lateral ventricle,
+joining the internal cerebral vein at the foramen of Monro: :func:`thalamostriate_centrelines`)
+and thin medullary veins 908 (from the lateral-ventricle wall outwards through the white matter:
+:func:`medullary_centrelines`), and draws every vein with its true radius as a voxel *fraction*
+(:func:`tube_fraction`) instead of a whole-voxel tube.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
-__all__ = ["rasterise_tube", "vein_centrelines"]
+__all__ = ["medullary_centrelines", "rasterise_tube", "thalamostriate_centrelines", "tube_fraction",
+           "vein_centrelines"]
+
+#: Radius (mm) of the thalamostriate veins (diameter about 1.5 mm).
+THALAMOSTRIATE_RADIUS_MM = 0.8
+#: Range of the medullary veins' radii (mm) and lengths (mm).
+MEDULLARY_RADIUS_MM = (0.3, 0.6)
+MEDULLARY_LENGTH_MM = (10.0, 25.0)
 
 
 def _mm_to_vox(points_mm, affine):
@@ -97,3 +112,144 @@ def vein_centrelines(lab, affine):
     galen_pts = np.vstack([galen, galen + np.array([0.0, -8.0, 3.0]), galen + np.array([0.0, -16.0, 8.0])])
     lines.append([905, 2.5, galen_pts])
     return [(lab_id, r, _densify(pts)) for lab_id, r, pts in lines]
+
+
+def tube_fraction(points_mm, radius_mm, shape, affine, *, subsamples=4):
+    """Fraction of each voxel inside a tube of ``radius_mm`` around a poly-line (partial volume).
+
+    Voxels whose centre is farther than half a voxel diagonal from the tube surface are 0 or 1;
+    the others are sampled on ``subsamples``³ points.
+
+    Returns
+    -------
+    slices : tuple of 3 slice
+        Bounding box of the tube in the grid.
+    fraction : ndarray, float32
+        Volume fraction (0–1) inside the box.
+    """
+    vox = _mm_to_vox(points_mm, affine)
+    vs = np.sqrt((affine[:3, :3] ** 2).sum(0))
+    pad = np.ceil(radius_mm / vs).astype(int) + 2
+    lo = np.maximum(np.floor(vox.min(0)).astype(int) - pad, 0)
+    hi = np.minimum(np.ceil(vox.max(0)).astype(int) + pad + 1, shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    if np.any(hi <= lo):
+        return box, np.zeros(tuple(max(int(b - a), 0) for a, b in zip(lo, hi)), np.float32)
+    sub_shape = tuple(int(b - a) for a, b in zip(lo, hi))
+    idx = np.indices(sub_shape).reshape(3, -1).T + lo
+    mm = idx @ affine[:3, :3].T + affine[:3, 3]
+    half_diag = 0.5 * float(np.linalg.norm(vs))
+    tree = cKDTree(points_mm)
+    d, _ = tree.query(mm, distance_upper_bound=radius_mm + half_diag)
+    frac = np.zeros(len(mm), np.float32)
+    frac[d <= radius_mm - half_diag] = 1.0
+    border = np.flatnonzero((d > radius_mm - half_diag) & np.isfinite(d))
+    if border.size:
+        s = int(subsamples)
+        off = ((np.arange(s) + 0.5) / s - 0.5)
+        grid = np.stack(np.meshgrid(off, off, off, indexing="ij"), -1).reshape(-1, 3) * vs  # voxel axes, mm
+        offs = grid @ (affine[:3, :3] / vs).T                                                # to world mm
+        pts = (mm[border][:, None, :] + offs[None]).reshape(-1, 3)
+        dd, _ = tree.query(pts, distance_upper_bound=radius_mm)
+        frac[border] = np.isfinite(dd).reshape(len(border), -1).mean(1)
+    return box, frac.reshape(sub_shape)
+
+
+def thalamostriate_centrelines(lab, affine, deep_veins):
+    """Centre lines (mm) of the thalamostriate veins 906/907 on the 1 mm anatomy.
+
+    Along each thalamus, the vein runs in the groove where the thalamus meets the caudate body
+    (1 mm above their junction, on the ventricular floor) forwards to the foramen of Monro, and
+    joins the internal cerebral vein at its anterior end (the venous angle).
+
+    Parameters
+    ----------
+    lab : ndarray of int
+        1 mm labels (FreeSurfer ids).
+    affine : ndarray (4, 4)
+    deep_veins : list
+        :func:`vein_centrelines` of the same anatomy (for the internal cerebral veins' ends).
+
+    Returns
+    -------
+    list of (label, radius_mm, points (N, 3))
+    """
+    icv_start = {lab_id: pts[0] for lab_id, _, pts in deep_veins if lab_id in (901, 902)}
+    out = []
+    for thal, caud, lab_id, icv in ((10, 11, 906, 901), (49, 50, 907, 902)):
+        pt = np.argwhere(lab == thal) @ affine[:3, :3].T + affine[:3, 3]
+        pc = np.argwhere(lab == caud) @ affine[:3, :3].T + affine[:3, 3]
+        if len(pt) < 20 or len(pc) < 20 or icv not in icv_start:
+            continue
+        d, _ = cKDTree(pc).query(pt, distance_upper_bound=1.8)
+        adj = pt[np.isfinite(d)]
+        start = icv_start[icv]
+        y_post = max(adj[:, 1].min() + 3.0, start[1] - 25.0)
+        y_ant = start[1] + 4.0
+        samples = []
+        for y0 in np.arange(y_post, y_ant + 0.5, 1.0):
+            sl = adj[np.abs(adj[:, 1] - y0) <= 0.5]
+            if len(sl) >= 2:
+                top = sl[sl[:, 2] >= sl[:, 2].max() - 1.0]
+                samples.append((top[:, 0].mean(), y0, top[:, 2].max() + 1.0))
+        if len(samples) < 4:
+            continue
+        samples = np.array(samples)
+        ys = np.arange(samples[:, 1].min(), samples[:, 1].max() + 1e-9, 0.5)
+        line = np.stack([np.polyval(np.polyfit(samples[:, 1], samples[:, 0], 2), ys), ys,
+                         np.polyval(np.polyfit(samples[:, 1], samples[:, 2], 2), ys)], axis=1)
+        end = line[-1]
+        ctrl = np.array([0.5 * (end[0] + start[0]), end[1] + 2.0, 0.5 * (end[2] + start[2])])
+        line = np.vstack([line, _bezier(end, ctrl, start)])
+        out.append((lab_id, THALAMOSTRIATE_RADIUS_MM, _densify(line)))
+    return out
+
+
+def medullary_centrelines(lab, affine, rng, n_veins):
+    """Centre lines (mm) of ``n_veins`` thin medullary veins 908 on the 1 mm anatomy.
+
+    Seeds are white-matter voxels on the wall of the lateral ventricles, drawn with ``rng``; each
+    vein follows the gradient of the distance from the ventricles outwards (0.5 mm steps) for a
+    random length in :data:`MEDULLARY_LENGTH_MM`, and stops where it leaves the cerebral white
+    matter. Radii are drawn uniformly in :data:`MEDULLARY_RADIUS_MM`.
+
+    Returns
+    -------
+    list of (label, radius_mm, points (N, 3))
+    """
+    n_veins = int(n_veins)
+    if n_veins <= 0:
+        return []
+    vent = np.isin(lab, (4, 43))
+    nz = np.argwhere(vent)
+    lo = np.maximum(nz.min(0) - 35, 0)
+    hi = np.minimum(nz.max(0) + 36, lab.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    sub, vsub = lab[box], vent[box]
+    wm = np.isin(sub, (2, 41))
+    dist = ndimage.distance_transform_edt(~vsub)
+    grad = np.stack(np.gradient(ndimage.gaussian_filter(dist, 1.0)))
+    seeds = np.argwhere(wm & (dist <= 1.5))
+    if len(seeds) == 0:
+        return []
+    out = []
+    for _ in range(n_veins):
+        p = seeds[rng.integers(len(seeds))].astype(float) + rng.uniform(-0.4, 0.4, 3)
+        length = rng.uniform(*MEDULLARY_LENGTH_MM)
+        radius = rng.uniform(*MEDULLARY_RADIUS_MM)
+        pts = [p.copy()]
+        for _ in range(int(length / 0.5)):
+            g = np.array([ndimage.map_coordinates(grad[k], p[:, None], order=1, mode="nearest")[0] for k in range(3)])
+            n = np.linalg.norm(g)
+            if n < 1e-6:
+                break
+            p = p + 0.5 * g / n
+            i = np.round(p).astype(int)
+            if np.any(i < 0) or np.any(i >= sub.shape) or not wm[tuple(i)]:
+                break
+            pts.append(p.copy())
+        if len(pts) < 6:
+            continue
+        vox = np.array(pts) + lo
+        out.append((908, float(radius), _densify(vox @ affine[:3, :3].T + affine[:3, 3])))
+    return out
