@@ -44,12 +44,13 @@ from nilearn.image import resample_to_img
 from scipy import ndimage
 
 from analysis.imaging.freesurfer import load_aseg
+from analysis.imaging.partial_volume import partial_volume_voi, voxel_sizes_mm
 
 from analysis.imaging.labels import (LEFT_LATERAL_VENTRICLE, LEFT_THALAMUS, RIGHT_LATERAL_VENTRICLE, RIGHT_THALAMUS,
                                      THALAMUS_NAMES)
 
 __all__ = [
-    "SIDES", "MIN_VOI_VOXELS", "MIN_THALAMUS_FRACTION", "ThalamicROIs", "label_fraction", "partial_volume_voi",
+    "SIDES", "MIN_VOI_VOXELS", "ThalamicROIs",
     "to_qsm_space", "vein_mask", "csf_reference_mask", "thalamic_rois",
     "thalamic_susceptibility", "lesion_volume_ml",
 ]
@@ -85,9 +86,7 @@ def _load_3d(img, what):
     return nib.Nifti1Image(np.asarray(data, dtype=np.float64), img.affine)
 
 
-def _voxel_sizes(affine):
-    """Voxel edge lengths (mm) from an affine, shape (3,)."""
-    return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+
 
 
 def _same_grid(a, b):
@@ -197,7 +196,7 @@ def vein_mask(chi_ppm, voi, *, affine, threshold_mad=3.0, dilation_mm=None):
     sigma = 1.4826 * float(np.median(np.abs(values - med)))
     threshold = med + threshold_mad * sigma
     cores = voi & (chi_ppm > threshold)
-    vox = _voxel_sizes(affine)
+    vox = voxel_sizes_mm(affine)
     if dilation_mm is None:
         dilation_mm = float(vox.max())
     if dilation_mm < 0:
@@ -298,7 +297,7 @@ def csf_reference_mask(labels, affine, *, side, radius_mm=3.0, search_mm=20.0,
     if not vent.any():
         raise ValueError(f"lateral ventricle {vent_name} is empty on the χ grid; "
                          "cannot place the CSF reference ROI")
-    vox = _voxel_sizes(affine)
+    vox = voxel_sizes_mm(affine)
     # crop around the thalamus; generous so that the depth of candidate voxels is exact
     pad = int(np.ceil((search_mm + 15.0) / vox.min())) + 2
     box = _bbox(thal, pad, labels.shape)
@@ -425,95 +424,6 @@ def _check_hemisphere(hemisphere):
     if hemisphere in SIDES:
         return (hemisphere,)
     raise ValueError(f"hemisphere must be 'both', 'left' or 'right', got {hemisphere!r}")
-
-
-#: Smallest share of a χ voxel that must be thalamus (from a finer segmentation) to enter the VOI.
-MIN_THALAMUS_FRACTION = 0.75
-# Grids whose voxel sizes differ by less than this factor count as "the same resolution".
-_RESOLUTION_TOLERANCE = 1.25
-
-
-def label_fraction(seg_img, chimap_img, label, *, region=None, max_subsamples=4):
-    """Share of each χ voxel's footprint that a (finer) segmentation gives ``label``.
-
-    Each χ voxel is sampled at ``k × k × k`` points spread evenly over its footprint (``k``: the
-    ratio of the χ voxel to the segmentation voxel along each axis, at most
-    ``max_subsamples``); each point takes the label of the segmentation voxel it falls in.
-
-    Parameters
-    ----------
-    seg_img : nibabel image
-        Labels registered to the χ map (any grid).
-    chimap_img : nibabel image
-        χ map; only its grid is used.
-    label : int
-        The label whose share is wanted.
-    region : ndarray of bool, shape of the χ map, optional
-        Only voxels inside it are computed (0 elsewhere), e.g. a dilated VOI.
-    max_subsamples : int
-        Cap of ``k`` per axis.
-
-    Returns
-    -------
-    ndarray of float, shape of the χ map
-        Fraction in [0, 1].
-    """
-    seg = np.asarray(seg_img.dataobj)
-    ratio = _voxel_sizes(chimap_img.affine) / _voxel_sizes(seg_img.affine)
-    k = np.clip(np.ceil(ratio - 1e-6).astype(int), 1, int(max_subsamples))
-    shape = chimap_img.shape[:3]
-    region = np.ones(shape, bool) if region is None else np.asarray(region, bool)
-    ijk = np.argwhere(region).astype(np.float64)
-    frac = np.zeros(shape, np.float64)
-    if not len(ijk):
-        return frac
-    offsets = np.stack(np.meshgrid(*[(np.arange(n) + 0.5) / n - 0.5 for n in k], indexing="ij"), -1).reshape(-1, 3)
-    to_seg = np.linalg.inv(seg_img.affine) @ chimap_img.affine
-    hits = np.zeros(len(ijk))
-    for off in offsets:
-        pts = (ijk + off) @ to_seg[:3, :3].T + to_seg[:3, 3]
-        idx = np.rint(pts).astype(int)
-        inside = np.all((idx >= 0) & (idx < np.array(seg.shape[:3])), axis=1)
-        lab = np.zeros(len(idx), dtype=seg.dtype)
-        lab[inside] = seg[idx[inside, 0], idx[inside, 1], idx[inside, 2]]
-        hits += lab == label
-    frac[tuple(np.argwhere(region).T)] = hits / len(offsets)
-    return frac
-
-
-def partial_volume_voi(voi, *, label, seg_img, chimap_img, min_fraction=MIN_THALAMUS_FRACTION):
-    """The VOI without the voxels that the two grids' resolutions make uncertain.
-
-    - Segmentation **coarser** than the χ map (e.g. a 2 mm aseg on a 1 mm χ map): the
-      nearest-neighbour labels place each boundary up to half a segmentation voxel off, so χ
-      voxels within half a segmentation voxel (mm) of the VOI's edge are dropped.
-    - Segmentation **finer** than the χ map: each χ voxel's share of thalamus is measured on the
-      segmentation (:func:`label_fraction`) and voxels below ``min_fraction`` (partial volume
-      with white matter, CSF or veins) are dropped.
-    - Same resolution (within 25 %): the VOI is returned unchanged.
-
-    On the 1 mm head phantom (truth 40.0 ppb) a 2 mm segmentation gave 37.0 ppb without this
-    correction; a 2 mm χ map with partial volume (the 1 mm truth averaged over 2 mm voxels) and
-    the 1 mm segmentation gave 37.6 ppb (tests/imaging/test_roi_resolution.py).
-
-    Returns
-    -------
-    voi : ndarray of bool
-    info : dict
-        ``rule`` ('none', 'erode', 'fraction') and ``n_dropped``.
-    """
-    seg_vox, chi_vox = _voxel_sizes(seg_img.affine), _voxel_sizes(chimap_img.affine)
-    if np.max(seg_vox) > _RESOLUTION_TOLERANCE * np.max(chi_vox):
-        depth = ndimage.distance_transform_edt(np.pad(voi, 1), sampling=chi_vox)[1:-1, 1:-1, 1:-1]
-        out = voi & (depth > 0.5 * float(np.max(seg_vox)) + 1e-6)
-        rule = "erode"
-    elif np.max(chi_vox) > _RESOLUTION_TOLERANCE * np.max(seg_vox):
-        region = ndimage.binary_dilation(voi, iterations=1)
-        out = voi & (label_fraction(seg_img, chimap_img, label, region=region) >= min_fraction)
-        rule = "fraction"
-    else:
-        return voi, {"rule": "none", "n_dropped": 0}
-    return out, {"rule": rule, "n_dropped": int(voi.sum() - out.sum())}
 
 
 def thalamic_rois(chimap_img, aseg_img, *, exclude_veins=True, vein_threshold_mad=3.0,

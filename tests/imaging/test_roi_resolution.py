@@ -10,7 +10,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from analysis.imaging.roi import label_fraction, thalamic_susceptibility
+from analysis.imaging.partial_volume import label_fraction
+from analysis.imaging.roi import thalamic_susceptibility
 from analysis.simulation.phantom import make_head_phantom
 
 TRUTH_PPB = 40.0
