@@ -20,8 +20,13 @@ mask and a JSON sidecar. B0 is taken along the scanner z axis of each image's af
 data in scanner space, as converted from DICOM).
 
 The default recipe is the MEDI toolbox's whole-brain one: PDF background removal, MEDI+0 (CSF
-mask from R2*), SMV 5 mm, MERIT, lambda 1000; --recipe plain is PDF + MEDI alone. Any option given
-explicitly (--method, --background, --lambda, --smv-radius, --[no-]merit) overrides the recipe.
+mask from R2*), SMV 5 mm, MERIT, lambda 1000, with PDF run to 100 iterations and chi given on the
+whole brain mask (the rim the SMV high-pass erodes is filled by a second MEDI pass);
+--recipe medi-full-process is MEDI_full_process itself (chi on the mask eroded by 5 mm);
+--recipe plain is PDF + MEDI alone. Where MEDI+0 finds no CSF (R2* < 5 1/s; e.g. a phantom in water) it falls back to MEDI
+with a warning and a sidecar note; --csf-mask-dir gives a CSF (reference) mask instead. Any
+option given explicitly (--method, --background, --lambda, --smv-radius, --[no-]merit)
+overrides the recipe.
 """
 
 
@@ -33,6 +38,7 @@ def _cmd_qsm(args):
                               session_label=args.session_label or None, phase_sign=args.phase_sign,
                               n_procs=args.n_procs, recipe=args.recipe, method=args.method, lambda_=args.lambda_, b0_tesla=args.b0_tesla,
                               min_echoes=args.min_echoes, brain_mask_dir=args.brain_mask_dir,
+                              csf_mask_dir=args.csf_mask_dir,
                               save_fields=not args.no_fields, progress=not args.no_progress, **extra)
     for r in res:
         print(f"{r['series']}: wrote {len(r['files'])} files in {r['seconds']:.1f} s")
@@ -57,8 +63,9 @@ def add_parser(subparsers):
                         "is flagged in the log and the sidecar; then rerun with --phase-sign -1 (default 1)")
     p.add_argument("--recipe", choices=tuple(RECIPES), default="whole-brain",
                    help="named defaults: whole-brain = the MEDI toolbox's MEDI_full_process (PDF, MEDI+0 with "
-                        "an R2* CSF mask, SMV 5 mm, MERIT, lambda 1000); plain = PDF + MEDI. The options "
-                        "below override the recipe's values (default: whole-brain)")
+                        "an R2* CSF mask, SMV 5 mm, MERIT, lambda 1000) with chi on the whole brain mask; "
+                        "medi-full-process = MEDI_full_process itself (chi on the mask eroded by 5 mm); plain = PDF + "
+                        "MEDI. The options below override the recipe's values (default: whole-brain)")
     p.add_argument("--method", choices=tuple(METHOD_NAMES), default=None,
                    help="dipole inversion: medi, medi0 (MEDI+0, CSF-referenced) or tkd (default: the recipe's)")
     p.add_argument("--unwrap", choices=("laplacian", "path"), default=None, help="phase unwrapping (default: the pipeline's)")
@@ -78,6 +85,10 @@ def add_parser(subparsers):
                    help="derivative folder with sub-<L>/anat/sub-<L>_desc-brain_mask.nii.gz on the MEGRE grid "
                         "(default: computed from the magnitude by threshold and morphology; it takes in scalp "
                         "below a first-echo SNR of about 20)")
+    p.add_argument("--csf-mask-dir", default=None, metavar="DIR",
+                   help="derivative folder with sub-<L>/anat/sub-<L>_desc-csf_mask.nii[.gz] on the MEGRE grid: the "
+                        "CSF (reference) region of MEDI+0, whose mean chi is the zero (default: CSF from R2* < 5 1/s; "
+                        "where there is none, MEDI without a reference, noted in the sidecar)")
     p.add_argument("--no-fields", action="store_true",
                    help="do not write the total/local field maps (fmap/*_desc-{total,local}_fieldmap, Hz)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

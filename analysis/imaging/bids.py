@@ -64,6 +64,7 @@ __all__ = [
     "clean_staging",
     "dataset_description",
     "find_brain_mask",
+    "find_mask",
     "find_megre",
     "load_megre",
     "parse_entities",
@@ -542,8 +543,50 @@ def load_megre(series, *, min_echoes=2, b0_tesla=None, atol_mm=1e-3, phase_sign=
     )
 
 
+def find_mask(mask_dir, series, data=None, desc="brain"):
+    """Load ``sub-<L>[_ses-<S>][_acq-…]_desc-<desc>_mask.nii[.gz]`` for a series from a derivative folder.
+
+    Parameters
+    ----------
+    mask_dir : str or Path
+        Derivative dataset holding ``sub-<L>/[ses-<S>/]anat/…_desc-<desc>_mask.nii[.gz]``.
+    series : MegreSeries
+    data : MegreData, optional
+        If given, the mask must lie on its grid (same shape and affine).
+    desc : str
+        The ``desc`` entity: ``"brain"`` (brain mask), ``"csf"`` (CSF / reference mask), ….
+
+    Returns
+    -------
+    ndarray of bool, shape (X, Y, Z)
+
+    Raises
+    ------
+    ValueError
+        If no mask is found, or (naming the file) it is empty or on another grid.
+    """
+    anat = anat_dir(Path(mask_dir), series.entities)
+    names = [bids_name(dict(series.entities, desc=desc), "mask", ext) for ext in (".nii.gz", ".nii")]
+    base = {"sub": series.entities["sub"], **({"ses": series.entities["ses"]} if "ses" in series.entities else {})}
+    names += [bids_name(dict(base, desc=desc), "mask", ext) for ext in (".nii.gz", ".nii")]
+    path = next((anat / n for n in names if (anat / n).exists()), None)
+    what = "brain mask" if desc == "brain" else f"{desc} mask"
+    if path is None:
+        raise ValueError(f"no {what} for {series.label} in {anat} (looked for {names[0]})")
+    img, arr = _load_image(path)
+    if data is not None:
+        if arr.shape != data.magnitude.shape[:3]:
+            raise ValueError(f"{path}: mask shape {arr.shape} differs from the MEGRE images {data.magnitude.shape[:3]}")
+        if not np.allclose(img.affine, data.affine, atol=1e-3):
+            raise ValueError(f"{path}: mask affine differs from that of the MEGRE images")
+    mask = np.asarray(arr) > 0
+    if not mask.any():
+        raise ValueError(f"{path}: {what} is empty")
+    return mask
+
+
 def find_brain_mask(mask_dir, series, data=None):
-    """Load ``sub-<L>[_ses-<S>][_acq-…]_desc-brain_mask.nii[.gz]`` for a series from a derivative folder.
+    """Load ``sub-<L>[_ses-<S>][_acq-…]_desc-brain_mask.nii[.gz]`` for a series (:func:`find_mask`).
 
     Parameters
     ----------
@@ -563,23 +606,7 @@ def find_brain_mask(mask_dir, series, data=None):
     ValueError
         If no mask is found, or (naming the file) it is empty or on another grid.
     """
-    anat = anat_dir(Path(mask_dir), series.entities)
-    names = [bids_name(dict(series.entities, desc="brain"), "mask", ext) for ext in (".nii.gz", ".nii")]
-    base = {"sub": series.entities["sub"], **({"ses": series.entities["ses"]} if "ses" in series.entities else {})}
-    names += [bids_name(dict(base, desc="brain"), "mask", ext) for ext in (".nii.gz", ".nii")]
-    path = next((anat / n for n in names if (anat / n).exists()), None)
-    if path is None:
-        raise ValueError(f"no brain mask for {series.label} in {anat} (looked for {names[0]})")
-    img, arr = _load_image(path)
-    if data is not None:
-        if arr.shape != data.magnitude.shape[:3]:
-            raise ValueError(f"{path}: mask shape {arr.shape} differs from the MEGRE images {data.magnitude.shape[:3]}")
-        if not np.allclose(img.affine, data.affine, atol=1e-3):
-            raise ValueError(f"{path}: mask affine differs from that of the MEGRE images")
-    mask = np.asarray(arr) > 0
-    if not mask.any():
-        raise ValueError(f"{path}: brain mask is empty")
-    return mask
+    return find_mask(mask_dir, series, data, desc="brain")
 
 
 # ----------------------------------------------------------------------------------------------

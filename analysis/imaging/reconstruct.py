@@ -21,8 +21,8 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from analysis.imaging.bids import (check_derivative_folder, clean_label, clean_staging, find_brain_mask, find_megre,
-                                   load_megre, write_qsm_derivatives)
+from analysis.imaging.bids import (check_derivative_folder, clean_label, clean_staging, find_brain_mask, find_mask,
+                                   find_megre, load_megre, write_qsm_derivatives)
 from analysis.imaging.qsm.pipeline import reconstruct_megre
 from analysis.imaging.qsm.recipes import METHOD_NAMES, resolve_recipe
 
@@ -92,7 +92,7 @@ def polarity_check(chi_ppm, mask, *, ratio=1.25):
 
 
 def _reconstruct_series(series, out_dir, *, recipe, method, lambda_, options, b0_tesla, min_echoes, brain_mask_dir,
-                        save_fields, phase_sign, progress):
+                        save_fields, phase_sign, progress, csf_mask_dir=None):
     """Load, reconstruct and write one series; returns its result dict (raises ValueError on bad input)."""
     t0 = time.perf_counter()
     data = load_megre(series, min_echoes=min_echoes, b0_tesla=b0_tesla, phase_sign=phase_sign)
@@ -101,6 +101,8 @@ def _reconstruct_series(series, out_dir, *, recipe, method, lambda_, options, b0
     kw = dict(options)
     if brain_mask_dir is not None:
         kw["mask"] = find_brain_mask(brain_mask_dir, series, data)
+    if csf_mask_dir is not None:
+        kw["csf_mask"] = find_mask(csf_mask_dir, series, data, desc="csf")
     res = reconstruct_megre(data.magnitude, data.phase, data.echo_times_s, voxel_size_mm=data.voxel_size_mm,
                             b0_tesla=data.b0_tesla, b0_direction=data.b0_direction, method=method,
                             lambda_=float(lambda_), progress=progress, **kw)
@@ -108,6 +110,12 @@ def _reconstruct_series(series, out_dir, *, recipe, method, lambda_, options, b0
     if missing:
         raise ValueError(f"reconstruct_megre returned no {missing} for {series.label}")
     notes = list(data.notes)
+    recon_params = res.get("parameters") if isinstance(res.get("parameters"), dict) else {}
+    if str(recon_params.get("csf_mask") or "").startswith("none found"):
+        notes.append(f"MEDI+0 found no CSF: csf_mask {recon_params['csf_mask']} (no CSF regularisation, no zero "
+                     "reference); give a reference mask with --csf-mask-dir (csf_mask_dir)")
+    if recon_params.get("rim"):
+        notes.append("chi in the rim of the mask: " + str(recon_params["rim"]))
     polarity = polarity_check(res["chi_ppm"], res["mask"])
     if polarity["suspect"]:
         logger.warning("%s: %s", series.label, polarity["message"])
@@ -117,6 +125,8 @@ def _reconstruct_series(series, out_dir, *, recipe, method, lambda_, options, b0
               "echo_times_s": [float(t) for t in data.echo_times_s], "voxel_size_mm": list(data.voxel_size_mm),
               "phase_sign": int(phase_sign),
               "brain_mask": "given (" + str(brain_mask_dir) + ")" if brain_mask_dir is not None else "computed",
+              "csf_mask": ("given (" + str(csf_mask_dir) + ")" if csf_mask_dir is not None
+                           else recon_params.get("csf_mask")),
               "polarity_check": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in polarity.items()
                                  if k != "message"},
               **_jsonable(options)}
@@ -130,8 +140,12 @@ def _reconstruct_series(series, out_dir, *, recipe, method, lambda_, options, b0
     magnitude = res.get("magnitude")
     if magnitude is None:
         magnitude = np.sqrt((np.asarray(data.magnitude, np.float64) ** 2).sum(-1))
+    # the inversion that ran: MEDI+0 falls back to MEDI where it finds no CSF
+    method_name = METHOD_NAMES[method]
+    if method != "tkd" and str(recon_params.get("csf_mask") or "").startswith("none found"):
+        method_name = METHOD_NAMES["medi"]
     files = write_qsm_derivatives(out_dir, series, res["chi_ppm"], res["mask"], data.affine,
-                                  method=METHOD_NAMES[method], parameters=params, notes=notes,
+                                  method=method_name, parameters=params, notes=notes,
                                   magnitude=magnitude, fields_ppm=fields,
                                   fieldmap_magnitude=data.magnitude[..., 0] if fields else None,
                                   b0_tesla=data.b0_tesla)
@@ -140,8 +154,8 @@ def _reconstruct_series(series, out_dir, *, recipe, method, lambda_, options, b0
 
 
 def reconstruct_dataset(bids_dir, out_dir, *, participant_label=None, session_label=None, recipe="whole-brain",
-                        method=None, lambda_=None, b0_tesla=None, min_echoes=2, brain_mask_dir=None, save_fields=True,
-                        phase_sign=1, n_procs=1, progress=True, **options):
+                        method=None, lambda_=None, b0_tesla=None, min_echoes=2, brain_mask_dir=None, csf_mask_dir=None,
+                        save_fields=True, phase_sign=1, n_procs=1, progress=True, **options):
     """Reconstruct χ maps for every MEGRE series of a BIDS dataset and write derivatives.
 
     A series that fails (unreadable or truncated file, missing metadata, …) is reported with a
@@ -159,10 +173,11 @@ def reconstruct_dataset(bids_dir, out_dir, *, participant_label=None, session_la
         Only these participants (with or without ``sub-``).
     session_label : str or list of str, optional
         Only these sessions (with or without ``ses-``).
-    recipe : {"whole-brain", "plain"}
+    recipe : {"whole-brain", "medi-full-process", "plain"}
         Named defaults (:data:`~analysis.imaging.qsm.recipes.RECIPES`; see
         :func:`~analysis.imaging.qsm.recipes.resolve_recipe`): the toolbox's whole-brain
-        recipe (PDF, MEDI+0, SMV 5 mm, MERIT, λ 1000) or PDF + plain MEDI.
+        recipe (PDF, MEDI+0, SMV 5 mm, MERIT, λ 1000) with χ on the whole mask (the default),
+        the toolbox's recipe itself (χ on the mask eroded by 5 mm) or PDF + plain MEDI.
     method : {"medi", "medi0", "tkd"}, optional
         Dipole inversion (MEDI, MEDI+0 with CSF regularisation and zero reference, TKD);
         default: the recipe's.
@@ -177,6 +192,11 @@ def reconstruct_dataset(bids_dir, out_dir, *, participant_label=None, session_la
         Derivative dataset with a ``…_desc-brain_mask.nii.gz`` per series on the MEGRE grid
         (e.g. from skull stripping, or the phantom's ``derivatives/truth``); default: the
         pipeline computes its own mask from the magnitude.
+    csf_mask_dir : str or Path, optional
+        Derivative dataset with a ``…_desc-csf_mask.nii[.gz]`` per series on the MEGRE grid: the
+        CSF (reference) region of MEDI+0 (regularised to be uniform, and χ's zero). Default:
+        MEDI+0 finds CSF from R2* < 5 s⁻¹ and, where there is none (e.g. a phantom in water),
+        falls back to MEDI with a warning and a sidecar note.
     save_fields : bool
         Also write the total and local fields (Hz) as ``fmap/…_desc-{total,local}_fieldmap``.
     phase_sign : {1, -1}
@@ -221,7 +241,8 @@ def reconstruct_dataset(bids_dir, out_dir, *, participant_label=None, session_la
             raise ValueError(f"no MEGRE series for session(s) {sorted(wanted)} in {bids_dir}")
     clean_staging(out_dir)
     kw = dict(out_dir=out_dir, recipe=recipe, method=method, lambda_=lambda_, options=options, b0_tesla=b0_tesla,
-              min_echoes=min_echoes, brain_mask_dir=brain_mask_dir, save_fields=save_fields, phase_sign=phase_sign)
+              min_echoes=min_echoes, brain_mask_dir=brain_mask_dir, csf_mask_dir=csf_mask_dir, save_fields=save_fields,
+              phase_sign=phase_sign)
 
     def one(series, show):
         try:

@@ -53,7 +53,7 @@ from .kernels import (
     sphere_kernel,
 )
 
-__all__ = ["medi", "tkd", "gradient_mask", "DEFAULT_DELTA_TE_S", "DEFAULT_B0_TESLA"]
+__all__ = ["medi", "tkd", "gradient_mask", "smv_eroded_mask", "DEFAULT_DELTA_TE_S", "DEFAULT_B0_TESLA"]
 
 #: Echo spacing (s) assumed when none is given: 4.8 ms (see module docstring).
 DEFAULT_DELTA_TE_S = 4.8e-3
@@ -261,6 +261,43 @@ def _zero_reference(chi, mask, csf):
 # MEDI
 
 
+def smv_eroded_mask(mask, radius_mm, *, voxel_size, pad=4, workers=None):
+    """The mask :func:`medi` keeps with ``smv_radius_mm``: voxels whose SMV sphere lies in ``mask``.
+
+    Computed exactly as :func:`medi` does (same bounding box, padding and FFT grid), so that a
+    caller can check a CSF mask against it before the inversion.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (X, Y, Z)
+    radius_mm : float
+        SMV radius (mm).
+    voxel_size : tuple of 3 float
+        Voxel size (mm).
+    pad : int
+        :func:`medi`'s ``pad``.
+    workers : int, optional
+        FFT threads.
+
+    Returns
+    -------
+    ndarray of bool, shape (X, Y, Z)
+    """
+    m = np.asarray(mask, dtype=bool)
+    if not m.any():
+        return m.copy()
+    vs = as_voxel_size(voxel_size)
+    workers = FFT_WORKERS if workers is None else workers
+    box = mask_bounding_box(m)
+    shp = fast_shape(tuple(s.stop - s.start for s in box), pad=_check_int(pad, "pad", lo=0))
+    mp, sl = pad_array(m[box], shp, dtype=bool)
+    s = sphere_kernel(shp, radius_mm=float(radius_mm), voxel_size=vs)
+    mp = sfft.irfftn(sfft.rfftn(mp.astype(np.float32), workers=workers) * s, s=shp, workers=workers) > 0.999
+    out = np.zeros(m.shape, bool)
+    out[box] = crop_array(mp, sl)
+    return out
+
+
 def _data_weight(noise, mask):
     """w = mask / N_std normalised to mean 1 over the mask (float32)."""
     if noise is None:
@@ -343,7 +380,10 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
         Susceptibility (ppm), zero outside the mask.
     info : dict
         Only with ``return_info``: ``n_gn``, ``n_cg`` (list per step), ``update_ratio`` (list),
-        ``seconds``, ``grid_shape``, ``rad_per_ppm``, ``mask`` (the mask of ``chi``).
+        ``seconds``, ``grid_shape``, ``rad_per_ppm``, ``mask`` (the mask of ``chi``),
+        ``chi_unmasked`` (χ in ppm as solved on the whole grid, before it is set to 0 outside
+        ``mask``, with the same reference: with ``smv_radius_mm`` the solution also has values
+        in the eroded rim, tied there to the data through the SMV-filtered kernel).
     """
     t_start = time.perf_counter()
     f, m, mag, noise = _validate(local_field, mask, magnitude, noise_std)
@@ -401,6 +441,9 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
             csfp &= mp
     w = _data_weight(noisep, mp)
     w2 = w * w
+    if csfp is not None and not csfp.any():
+        raise ValueError("csf_mask has no voxel inside the mask eroded by the SMV radius "
+                         f"({float(smv_radius_mm):g} mm)")
     if csfp is not None and lam_csf > 0:
         csf_idx = np.flatnonzero(csfp.ravel())
     else:
@@ -513,11 +556,19 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
 
     chi = np.zeros(f.shape, np.float32)
     chi[box] = crop_array(x, sl) / np.float32(scale)
+    chi_unmasked = chi.copy() if return_info else None
     out_mask = np.zeros(f.shape, bool)
     out_mask[box] = crop_array(mp, sl)
     chi[~out_mask] = 0.0
     if csf is not None and zero_reference:
-        chi = _zero_reference(chi, out_mask, csf)
+        sel = csf & out_mask
+        if not sel.any():
+            raise ValueError("csf_mask has no voxel inside the mask: cannot zero-reference")
+        ref = np.float32(chi[sel].mean())
+        chi -= ref
+        chi[~out_mask] = 0.0
+        if chi_unmasked is not None:
+            chi_unmasked -= ref
     if return_info:
         info = {
             "n_gn": len(n_cg),
@@ -527,6 +578,7 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
             "grid_shape": shp,
             "rad_per_ppm": scale,
             "mask": out_mask,
+            "chi_unmasked": chi_unmasked,
         }
         return chi, info
     return chi
