@@ -12,6 +12,7 @@ and inversions on one fitted field. Conventions (units, kernel, axes) are in
 :mod:`analysis.imaging.qsm.kernels`; MEDI's parameters and the meaning of λ in :mod:`analysis.imaging.qsm.dipole`.
 """
 
+from .admm import medi_admm, medi_objective
 from .background import pdf, smv, vsharp
 from .dipole import DEFAULT_B0_TESLA, DEFAULT_DELTA_TE_S, gradient_mask, medi, tkd
 from .fit import (
@@ -58,6 +59,8 @@ __all__ = [
     "gradient_mask",
     "hz_to_ppm",
     "medi",
+    "medi_admm",
+    "medi_objective",
     "pdf",
     "ppm_to_rad",
     "r2star_loglinear",

@@ -314,7 +314,7 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
          lambda_=1000.0, delta_te_s=DEFAULT_DELTA_TE_S, b0_tesla=DEFAULT_B0_TESLA, percentage=0.9,
          max_iter=10, tol_norm_ratio=0.1, cg_max_iter=100, cg_tol=0.01, epsilon=1e-6, csf_mask=None,
          lambda_csf=100.0, zero_reference=True, smv_radius_mm=None, merit=False, pad=4, progress=False,
-         return_info=False, workers=None):
+         return_info=False, workers=None, solver="gncg", admm_options=None):
     """MEDI dipole inversion (``MEDI_L1``), optionally MEDI+0 with a CSF mask.
 
     Parameters
@@ -373,6 +373,17 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
         Also return a dict with iteration counts, timings and the mask used.
     workers : int, optional
         FFT threads (default all cores).
+    solver : {"gncg", "admm"}
+        ``"gncg"`` (default): the toolbox's Gauss–Newton + conjugate-gradient scheme, stopped as
+        the toolbox stops it (the reference). ``"admm"``: the same objective solved to
+        convergence by ADMM with closed-form FFT subproblems
+        (:func:`analysis.imaging.qsm.admm.medi_admm`, about a quarter of the FFT work on the head
+        phantom; ``max_iter``, ``tol_norm_ratio``, ``cg_*`` and ``epsilon`` do not apply, its
+        ``info`` has ``n_iter``). The GN-CG default partly owes its accuracy at λ 1000 to
+        stopping early; solved to convergence, the same λ under-regularises (see
+        ``benchmarks/bench_solvers.py``), so ADMM wants a smaller λ.
+    admm_options : dict, optional
+        Further keywords of ``medi_admm`` (``data_term``, ``tol``, ``mu_*``, …).
 
     Returns
     -------
@@ -385,6 +396,16 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
         ``mask``, with the same reference: with ``smv_radius_mm`` the solution also has values
         in the eroded rim, tied there to the data through the SMV-filtered kernel).
     """
+    if solver not in ("gncg", "admm"):
+        raise ValueError(f"solver must be 'gncg' or 'admm', got {solver!r}")
+    if solver == "admm":
+        from .admm import medi_admm   # here, not at the top: admm.py builds on this module's helpers
+
+        return medi_admm(local_field, mask, magnitude, voxel_size=voxel_size, noise_std=noise_std,
+                         b0_direction=b0_direction, lambda_=lambda_, delta_te_s=delta_te_s, b0_tesla=b0_tesla,
+                         percentage=percentage, csf_mask=csf_mask, lambda_csf=lambda_csf,
+                         zero_reference=zero_reference, smv_radius_mm=smv_radius_mm, merit=merit, pad=pad,
+                         progress=progress, return_info=return_info, workers=workers, **(admm_options or {}))
     t_start = time.perf_counter()
     f, m, mag, noise = _validate(local_field, mask, magnitude, noise_std)
     if mag is None:

@@ -1,0 +1,325 @@
+"""Compare dipole-inversion solvers: MEDI by ADMM (medi_admm), MEDI by Gauss–Newton CG (medi), TKD.
+
+Usage::
+
+    python benchmarks/bench_solvers.py [--quick] [--resolutions 2,1] [--lambda 1000]
+                                       [--admm-lambdas 100,300] [--gncg-converged] [--medi0]
+                                       [--noise 0.005] [--seed 0] [--workers N] [--repeat 1]
+                                       [--no-scaling] [--sizes 64,96,128,160,192] [--figure]
+
+Part 1, the head phantom (:func:`analysis.simulation.phantom.make_head_phantom`, local sources only, its
+field simulated with the dipole kernel plus Gaussian noise inside the brain, exactly as
+``benchmarks/bench_medi.py`` builds it) at each resolution. Per solver: wall seconds; the FFT-pair
+ratio — seconds divided by one float32 ``rfftn`` + ``irfftn`` pair (``scipy.fft``, the same
+workers) on that solver's padded grid, timed right before and after each run of the solver
+(best of 3 each; the faster of the two is used), median over ``--repeat`` runs — in wall and in
+CPU time (CPU time is less sensitive to other jobs on a shared machine); seconds are the best
+run; iterations (ADMM iterations; Gauss–Newton steps / total CG steps); peak memory of the
+call (tracemalloc: NumPy buffers allocated by the solver, inputs excluded); NRMSE on the mask
+as ``bench_medi.py`` reports it (raw); and, on CSF-referenced maps
+(:func:`analysis.imaging.metrics.qsm_accuracy_table`, lateral ventricles = 0), NRMSE, HFEN and the
+thalamus error (ppb); and MEDI's objective (:func:`medi_objective`) at the returned map
+(``E(map)``: χ = 0 outside the mask), at the solution over the mask's bounding box
+(``E(unm.)``: ``info["chi_unmasked"]``, χ free outside the mask as the solvers have it, only the
+4-voxel padding set to 0) and, for ADMM, on its own grid (``E(grid)``, the value it minimised).
+
+``--gncg-converged`` adds medi() run to convergence (10 Gauss–Newton steps, CG tolerance 1e-3,
+up to 300 CG steps): the same objective as ADMM minimises, reached the slow way; medi()'s
+default stops after 2–6 steps, well above the minimum, and that early stop regularises.
+``--admm-lambdas`` adds ADMM rows at other λ. ``--medi0`` adds MEDI+0 (CSF = lateral
+ventricles) for both MEDI solvers.
+
+Part 2 (unless ``--no-scaling``): time against grid size on the synthetic ellipsoid brain
+(:func:`analysis.imaging.qsm._synthetic.ellipsoid_brain`, n³ voxels over a 192 mm field of view,
+the same noise and λ), for the three solvers; printed as a table, and with ``--figure`` also
+saved as ``figures/bench_solvers_scaling.png``.
+
+``--quick``: 2 mm only and sizes 64 and 96.
+
+Measured (``--repeat 3``; 2 cores shared with other jobs, load 5–7, so seconds vary by up to 2x
+between runs; the FFT-pair ratios are steadier), head phantom, noise 0.005 ppm, λ 1000:
+
+====  ==========  =======  =========  ==================  ========  ======  =========  ========
+res   solver      seconds  FFT pairs  iterations          peak MiB  NRMSE%  HFEN%ref   thal ppb
+====  ==========  =======  =========  ==================  ========  ======  =========  ========
+2 mm  ADMM           0.80        152  36                        48    65.2       36.1     +0.57
+2 mm  GN-CG          3.87        784  5 GN / 225 CG             54    55.8       32.2     −0.86
+2 mm  GN conv.      26.4        2835  10 GN / 963 CG            54    63.1       35.1     +0.36
+2 mm  TKD            0.02          2  –                         29    75.5       41.1     −6.50
+1 mm  ADMM           8.07        184  45                       301    44.2       27.3     +0.54
+1 mm  GN-CG         31.0         511  2 GN / 103 CG            348    15.1       11.4     −3.67
+1 mm  GN conv.     441          4874  10 GN / 1345 CG          348    41.7       26.4     −0.00
+1 mm  TKD            0.22          2  –                        154    79.9       43.3     −6.90
+====  ==========  =======  =========  ==================  ========  ======  =========  ========
+
+ADMM ends at or below the objective of Gauss–Newton run to convergence and its maps match it;
+medi()'s default stops 3 % (2 mm) to 34 % (1 mm) above the minimum, which at λ 1000 on this
+phantom regularises: its NRMSE is lower, its thalamus error larger. ADMM at λ 100: NRMSE 13.8 %
+(2 mm) and 5.6 % (1 mm), thalamus +0.2 and −0.0 ppb. GN-CG's seconds include ~35–50 FFT-pair
+times of :func:`gradient_mask`'s selection, which ADMM does 40x faster (``admm._edge_mask``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+import scipy.fft as sfft
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def fft_pair_seconds(shape, workers, repeats=7):
+    """Best wall and CPU seconds of one float32 rfftn + irfftn pair on ``shape``."""
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.process_time()
+        sfft.irfftn(sfft.rfftn(x, workers=workers), s=shape, workers=workers, overwrite_x=True)
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return min(wall), min(cpu)
+
+
+def padded_grid(mask, pad):
+    from analysis.imaging.qsm.kernels import fast_shape, mask_bounding_box
+
+    box = mask_bounding_box(mask)
+    return fast_shape(tuple(s.stop - s.start for s in box), pad=pad)
+
+
+def timed(fun, *args, **kwargs):
+    """Run ``fun``; return (result, wall s, cpu s, peak MiB of the call's allocations)."""
+    tracemalloc.start()
+    t, c = time.perf_counter(), time.process_time()
+    out = fun(*args, **kwargs)
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return out, wall, cpu, peak
+
+
+def run_solvers(local, mask, mag, vs, *, lam, workers, gncg_converged=False, admm_lambdas=(), csf=None, label="",
+                repeat=1):
+    """Time every solver on one problem; return a list of row dicts (maps under key 'chi')."""
+    from analysis.imaging.qsm import medi, tkd
+    from analysis.imaging.qsm.admm import medi_admm
+
+    grid_medi = padded_grid(mask, 4)
+    grid_tkd = padded_grid(mask, 16)
+    suffix = "+0" if csf is not None else ""
+    jobs = [(f"ADMM{suffix}", medi_admm, dict(lambda_=lam, csf_mask=csf), grid_medi)]
+    jobs += [(f"ADMM{suffix} λ{v:g}", medi_admm, dict(lambda_=v, csf_mask=csf), grid_medi) for v in admm_lambdas]
+    jobs.append((f"GN-CG{suffix}", medi, dict(lambda_=lam, csf_mask=csf), grid_medi))
+    if gncg_converged:
+        jobs.append((f"GN-CG{suffix} conv.", medi, dict(lambda_=lam, csf_mask=csf, max_iter=10, tol_norm_ratio=1e-9,
+                                                         cg_tol=1e-3, cg_max_iter=300), grid_medi))
+    if csf is None:
+        jobs.append(("TKD", tkd, {}, grid_tkd))
+    rows = []
+    for name, fun, kw, grid in jobs:
+        n_runs = 1 if name.endswith("conv.") else repeat
+        walls, ratios, cpu_ratios, pair_ms = [], [], [], []
+        for k in range(n_runs):
+            # the pair is timed right before and after each run; a run's ratio uses the faster of
+            # the two, and the table shows the median ratio over runs (other jobs on a shared
+            # machine change both); memory is that of the first run
+            before = fft_pair_seconds(grid, workers, repeats=3)
+            if fun is tkd:
+                chi, w, c, p = timed(fun, local, mask, voxel_size=vs, workers=workers)
+                info = {}
+            else:
+                (chi, info), w, c, p = timed(fun, local, mask, mag, voxel_size=vs, workers=workers,
+                                             return_info=True, **kw)
+            after = fft_pair_seconds(grid, workers, repeats=3)
+            pw, pc = min(before[0], after[0]), min(before[1], after[1])
+            walls.append(w)
+            ratios.append(w / pw)
+            cpu_ratios.append(c / pc)
+            pair_ms.append(1e3 * pw)
+            peak = p if k == 0 else peak
+        wall, ratio, cpu_ratio = min(walls), float(np.median(ratios)), float(np.median(cpu_ratios))
+        if "n_iter" in info:
+            iters = f"{info['n_iter']}"
+        elif "n_gn" in info:
+            iters = f"{info['n_gn']} GN / {sum(info['n_cg'])} CG"
+        else:
+            iters = "-"
+        rows.append({"solver": name, "label": label, "seconds": wall, "pair_ms": float(np.median(pair_ms)),
+                     "ratio": ratio, "cpu_ratio": cpu_ratio, "iterations": iters, "peak_mib": peak, "grid": grid,
+                     "chi": chi, "lambda": kw.get("lambda_"),
+                     "grid_objective": info.get("objective", {}).get("total"), "converged": info.get("converged"),
+                     "chi_unmasked": info.get("chi_unmasked")})
+        print(f"  {name:18s} {wall:7.2f} s  ({ratio:6.0f} FFT pairs; runs: "
+              + ", ".join(f"{w:.2f} s / {r:.0f}" for w, r in zip(walls, ratios)) + ")", flush=True)
+    return rows
+
+
+def head_table(rows, chi_true, mask, labels, local, mag, vs, csf=None):
+    """Add accuracy and objective columns to the rows; print the table."""
+    from analysis.imaging import metrics
+    from analysis.imaging.qsm.admm import medi_objective
+
+    tab = metrics.qsm_accuracy_table({r["solver"]: r["chi"] for r in rows}, chi_true, mask=mask, labels=labels)
+    for r, (_, t) in zip(rows, tab.iterrows()):
+        r["nrmse_raw"] = metrics.nrmse(r["chi"], chi_true, mask=mask)
+        r["nrmse_ref"], r["hfen_ref"], r["thal_ppb"] = t["nrmse_pct"], t["hfen_pct"], t["thalamus_error_ppb"]
+        lam = r["lambda"] if r["lambda"] is not None else rows[0]["lambda"]
+        r["map_objective"] = medi_objective(r["chi"], local, mask, mag, voxel_size=vs, lambda_=lam,
+                                            csf_mask=csf)["total"]
+        r["unmasked_objective"] = (None if r["chi_unmasked"] is None else
+                                   medi_objective(r["chi_unmasked"], local, mask, mag, voxel_size=vs, lambda_=lam,
+                                                  csf_mask=csf)["total"])
+    head = (f"{'solver':18s} {'seconds':>8s} {'pair ms':>8s} {'FFT pairs':>9s} {'(cpu)':>7s} {'iterations':>16s} "
+            f"{'peak MiB':>8s} {'NRMSE%':>7s} {'NRMSE%ref':>9s} {'HFEN%ref':>8s} {'thal ppb':>8s} "
+            f"{'E(map)':>10s} {'E(unm.)':>10s} {'E(grid)':>10s}")
+    print(head)
+    for r in rows:
+        grid_obj = f"{r['grid_objective']:10.4g}" if r["grid_objective"] is not None else f"{'-':>10s}"
+        unm_obj = f"{r['unmasked_objective']:10.4g}" if r["unmasked_objective"] is not None else f"{'-':>10s}"
+        print(f"{r['solver']:18s} {r['seconds']:8.2f} {r['pair_ms']:8.1f} {r['ratio']:9.0f} {r['cpu_ratio']:7.0f} "
+              f"{r['iterations']:>16s} {r['peak_mib']:8.0f} {r['nrmse_raw']:7.1f} {r['nrmse_ref']:9.1f} "
+              f"{r['hfen_ref']:8.1f} {r['thal_ppb']:8.2f} {r['map_objective']:10.4g} {unm_obj} {grid_obj}")
+
+
+def bench_head(args):
+    from analysis.imaging.qsm import forward_field
+    from bench_medi import build_object
+
+    for res in args.resolutions:
+        name, chi, mask, mag, labels, names, vs = build_object(args.object, res)
+        field = forward_field(chi, voxel_size=vs)
+        rng = np.random.default_rng(args.seed)
+        local = np.where(mask, field + args.noise * rng.standard_normal(field.shape, dtype=np.float32), 0.0)
+        local = local.astype(np.float32)
+        del field
+        print(f"\n== {name}, {res:g} mm, shape {chi.shape}, {int(mask.sum())} brain voxels, noise {args.noise} ppm, "
+              f"λ {args.lambda_:g}, FFT workers {args.workers} ==", flush=True)
+        rows = run_solvers(local, mask, mag, vs, lam=args.lambda_, workers=args.workers,
+                           gncg_converged=args.gncg_converged, admm_lambdas=args.admm_lambdas, repeat=args.repeat)
+        head_table(rows, chi, mask, labels, local, mag, vs)
+        if args.medi0:
+            from analysis.imaging.labels import LATERAL_VENTRICLES
+
+            csf = np.isin(labels, LATERAL_VENTRICLES) & mask
+            print("MEDI+0 (CSF = lateral ventricles):")
+            rows0 = run_solvers(local, mask, mag, vs, lam=args.lambda_, workers=args.workers,
+                                gncg_converged=args.gncg_converged, admm_lambdas=args.admm_lambdas, csf=csf,
+                                repeat=args.repeat)
+            head_table(rows0, chi, mask, labels, local, mag, vs, csf=csf)
+
+
+def bench_scaling(args):
+    from analysis.imaging.qsm import forward_field, medi, tkd
+    from analysis.imaging.qsm._synthetic import ellipsoid_brain
+    from analysis.imaging.qsm.admm import medi_admm
+
+    print(f"\n== time vs grid size: ellipsoid brain, n³ voxels over 192 mm, noise {args.noise} ppm, "
+          f"λ {args.lambda_:g} ==")
+    print(f"{'n':>4s} {'grid':>16s} {'pair ms':>8s} {'solver':>6s} {'seconds':>8s} {'FFT pairs':>9s} "
+          f"{'iterations':>16s}")
+    results = []
+    for n in args.sizes:
+        vs = (192.0 / n,) * 3
+        ph = ellipsoid_brain((n, n, n))
+        rng = np.random.default_rng(args.seed)
+        f = forward_field(ph["chi"], voxel_size=vs)
+        local = np.where(ph["mask"], f + args.noise * rng.standard_normal(f.shape, dtype=np.float32), 0.0)
+        local = local.astype(np.float32)
+        del f
+        m, mag = ph["mask"], ph["magnitude"]
+        for solver in ("ADMM", "GN-CG", "TKD"):
+            grid = padded_grid(m, 16 if solver == "TKD" else 4)
+            before = fft_pair_seconds(grid, args.workers)[0]
+            t = time.perf_counter()
+            if solver == "TKD":
+                tkd(local, m, voxel_size=vs, workers=args.workers)
+                iters = "-"
+            elif solver == "ADMM":
+                _, info = medi_admm(local, m, mag, voxel_size=vs, lambda_=args.lambda_, workers=args.workers,
+                                    return_info=True)
+                iters = str(info["n_iter"])
+            else:
+                _, info = medi(local, m, mag, voxel_size=vs, lambda_=args.lambda_, workers=args.workers,
+                               return_info=True)
+                iters = f"{info['n_gn']} GN / {sum(info['n_cg'])} CG"
+            sec = time.perf_counter() - t
+            pair = min(before, fft_pair_seconds(grid, args.workers)[0])
+            results.append((n, grid, solver, sec, pair))
+            print(f"{n:4d} {str(grid):>16s} {1e3 * pair:8.1f} {solver:>6s} {sec:8.2f} {sec / pair:9.0f} {iters:>16s}",
+                  flush=True)
+    if args.figure:
+        save_figure(results, args.lambda_, args.workers)
+    return results
+
+
+def save_figure(results, lam, workers):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(root, "figures", "bench_solvers_scaling.png")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for solver, style in (("ADMM", "o-"), ("GN-CG", "s-"), ("TKD", "^-")):
+        pts = [(np.prod(g), s, s / p) for n, g, sv, s, p in results if sv == solver]
+        if not pts:
+            continue
+        v, s, r = map(np.array, zip(*pts))
+        ax1.loglog(v, s, style, label=solver)
+        ax2.semilogx(v, r, style, label=solver)
+    ax1.set_xlabel("FFT grid voxels")
+    ax1.set_ylabel("seconds")
+    ax1.legend(frameon=False)
+    ax2.set_xlabel("FFT grid voxels")
+    ax2.set_ylabel("seconds / (rfftn + irfftn pair)")
+    ax2.set_yscale("log")
+    for ax in (ax1, ax2):
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    fig.suptitle(f"Dipole inversion time vs grid size (ellipsoid brain, λ {lam:g}, {workers} FFT workers)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"figure: {path}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="2 mm only, sizes 64 and 96")
+    ap.add_argument("--resolutions", default="2,1", help="head phantom voxel sizes (mm), comma-separated")
+    ap.add_argument("--object", default="phantom", choices=["auto", "phantom", "ellipsoids"])
+    ap.add_argument("--lambda", dest="lambda_", type=float, default=1000.0, help="MEDI data weight (rad), both solvers")
+    ap.add_argument("--admm-lambdas", default="", help="extra ADMM rows at these λ, comma-separated")
+    ap.add_argument("--gncg-converged", action="store_true", help="add medi() run to convergence")
+    ap.add_argument("--medi0", action="store_true", help="also MEDI+0 (CSF = lateral ventricles)")
+    ap.add_argument("--noise", type=float, default=0.005, help="field noise std (ppm)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=None, help="FFT threads (default all cores)")
+    ap.add_argument("--repeat", type=int, default=1, help="best of N runs per solver (not the converged GN-CG)")
+    ap.add_argument("--no-scaling", action="store_true", help="skip the time-vs-grid-size part")
+    ap.add_argument("--sizes", default="64,96,128,160,192", help="grid sizes n (n³) for the scaling part")
+    ap.add_argument("--figure", action="store_true", help="save figures/bench_solvers_scaling.png")
+    args = ap.parse_args(argv)
+    from analysis.imaging.qsm.kernels import FFT_WORKERS
+
+    args.workers = FFT_WORKERS if args.workers is None else args.workers
+    args.resolutions = [float(v) for v in args.resolutions.split(",") if v]
+    args.admm_lambdas = [float(v) for v in args.admm_lambdas.split(",") if v]
+    args.sizes = [int(v) for v in args.sizes.split(",") if v]
+    if args.quick:
+        args.resolutions = [2.0]
+        args.sizes = [64, 96]
+    bench_head(args)
+    if not args.no_scaling:
+        bench_scaling(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
