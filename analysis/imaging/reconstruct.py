@@ -21,8 +21,8 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from analysis.imaging.bids import (check_derivative_folder, clean_label, clean_staging, find_brain_mask, find_mask,
-                                   find_megre, load_megre, write_qsm_derivatives)
+from analysis.imaging.bids import clean_label, find_brain_mask, find_mask, find_megre, load_megre
+from analysis.imaging.derivatives import check_derivative_folder, clean_staging, write_qsm_derivatives
 from analysis.imaging.qsm.pipeline import reconstruct_megre
 from analysis.imaging.qsm.recipes import METHOD_NAMES, resolve_recipe
 

@@ -7,7 +7,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from analysis.imaging.bids import find_megre, load_megre, parse_entities, write_qsm_derivatives
+from analysis.imaging.bids import find_megre, load_megre, parse_entities
+from analysis.imaging.derivatives import write_qsm_derivatives
 from analysis.simulation.bids_dataset import load_truth, write_megre_subject, write_truth
 from tests.helpers.megre import _edit_json, _tiny_sim
 
