@@ -2,12 +2,11 @@
 
 Usage::
 
-    python benchmarks/bench_solvers.py [--quick] [--resolutions 2,1] [--lambda 1000]
+    python benchmarks/bench_solvers.py [--quick] [--resolutions 2,1] [--lambda auto|1000]
                                        [--admm-lambdas 100,300] [--gncg-converged] [--medi0]
                                        [--noise 0.005] [--seed 0] [--workers N] [--repeat 1]
-                                       [--no-scaling] [--sizes 64,96,128,160,192] [--figure]
 
-Part 1, the head phantom (:func:`analysis.simulation.phantom.make_head_phantom`, local sources only, its
+The head phantom (:func:`analysis.simulation.phantom.make_head_phantom`, local sources only, its
 field simulated with the dipole kernel plus Gaussian noise inside the brain, exactly as
 ``benchmarks/bench_medi.py`` builds it) at each resolution. Per solver: wall seconds; the FFT-pair
 ratio — seconds divided by one float32 ``rfftn`` + ``irfftn`` pair (``scipy.fft``, the same
@@ -29,12 +28,9 @@ default stops after 2–6 steps, well above the minimum, and that early stop reg
 ``--admm-lambdas`` adds ADMM rows at other λ. ``--medi0`` adds MEDI+0 (CSF = lateral
 ventricles) for both MEDI solvers.
 
-Part 2 (unless ``--no-scaling``): time against grid size on the synthetic ellipsoid brain
-(:func:`analysis.imaging.qsm._synthetic.ellipsoid_brain`, n³ voxels over a 192 mm field of view,
-the same noise and λ), for the three solvers; printed as a table, and with ``--figure`` also
-saved as ``figures/bench_solvers_scaling.png``.
+Time against grid size (64³ … 256³), with peak memory per solve: ``benchmarks/bench_scaling.py``.
 
-``--quick``: 2 mm only and sizes 64 and 96.
+``--quick``: 2 mm only.
 
 Measured (``--repeat 3``; 2 cores shared with other jobs, load 5–7, so seconds vary by up to 2x
 between runs; the FFT-pair ratios are steadier), head phantom, noise 0.005 ppm, λ 1000:
@@ -106,8 +102,9 @@ def timed(fun, *args, **kwargs):
 def run_solvers(local, mask, mag, vs, *, lam, workers, gncg_converged=False, admm_lambdas=(), csf=None, label="",
                 repeat=1):
     """Time every solver on one problem; return a list of row dicts (maps under key 'chi')."""
-    from analysis.imaging.qsm import medi, tkd
+    from analysis.imaging.qsm import tkd
     from analysis.imaging.qsm.admm import medi_admm
+    medi = _gncg()
 
     grid_medi = padded_grid(mask, 4)
     grid_tkd = padded_grid(mask, 16)
@@ -198,7 +195,7 @@ def bench_head(args):
         local = local.astype(np.float32)
         del field
         print(f"\n== {name}, {res:g} mm, shape {chi.shape}, {int(mask.sum())} brain voxels, noise {args.noise} ppm, "
-              f"λ {args.lambda_:g}, FFT workers {args.workers} ==", flush=True)
+              f"λ {args.lambda_}, FFT workers {args.workers} ==", flush=True)
         rows = run_solvers(local, mask, mag, vs, lam=args.lambda_, workers=args.workers,
                            gncg_converged=args.gncg_converged, admm_lambdas=args.admm_lambdas, repeat=args.repeat)
         head_table(rows, chi, mask, labels, local, mag, vs)
@@ -213,80 +210,19 @@ def bench_head(args):
             head_table(rows0, chi, mask, labels, local, mag, vs, csf=csf)
 
 
-def bench_scaling(args):
-    from analysis.imaging.qsm import forward_field, medi, tkd
-    from analysis.imaging.qsm._synthetic import ellipsoid_brain
-    from analysis.imaging.qsm.admm import medi_admm
+def _gncg():
+    """medi() with the Gauss–Newton/CG solver (its default is ADMM)."""
+    from functools import partial
 
-    print(f"\n== time vs grid size: ellipsoid brain, n³ voxels over 192 mm, noise {args.noise} ppm, "
-          f"λ {args.lambda_:g} ==")
-    print(f"{'n':>4s} {'grid':>16s} {'pair ms':>8s} {'solver':>6s} {'seconds':>8s} {'FFT pairs':>9s} "
-          f"{'iterations':>16s}")
-    results = []
-    for n in args.sizes:
-        vs = (192.0 / n,) * 3
-        ph = ellipsoid_brain((n, n, n))
-        rng = np.random.default_rng(args.seed)
-        f = forward_field(ph["chi"], voxel_size=vs)
-        local = np.where(ph["mask"], f + args.noise * rng.standard_normal(f.shape, dtype=np.float32), 0.0)
-        local = local.astype(np.float32)
-        del f
-        m, mag = ph["mask"], ph["magnitude"]
-        for solver in ("ADMM", "GN-CG", "TKD"):
-            grid = padded_grid(m, 16 if solver == "TKD" else 4)
-            before = fft_pair_seconds(grid, args.workers)[0]
-            t = time.perf_counter()
-            if solver == "TKD":
-                tkd(local, m, voxel_size=vs, workers=args.workers)
-                iters = "-"
-            elif solver == "ADMM":
-                _, info = medi_admm(local, m, mag, voxel_size=vs, lambda_=args.lambda_, workers=args.workers,
-                                    return_info=True)
-                iters = str(info["n_iter"])
-            else:
-                _, info = medi(local, m, mag, voxel_size=vs, lambda_=args.lambda_, workers=args.workers,
-                               return_info=True)
-                iters = f"{info['n_gn']} GN / {sum(info['n_cg'])} CG"
-            sec = time.perf_counter() - t
-            pair = min(before, fft_pair_seconds(grid, args.workers)[0])
-            results.append((n, grid, solver, sec, pair))
-            print(f"{n:4d} {str(grid):>16s} {1e3 * pair:8.1f} {solver:>6s} {sec:8.2f} {sec / pair:9.0f} {iters:>16s}",
-                  flush=True)
-    if args.figure:
-        save_figure(results, args.lambda_, args.workers)
-    return results
+    from analysis.imaging.qsm import medi
+
+    return partial(medi, solver="gncg")
 
 
-def save_figure(results, lam, workers):
-    import matplotlib
+def _lambda_arg(text):
+    from analysis.imaging.qsm.recipes import check_lambda
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.path.join(root, "figures", "bench_solvers_scaling.png")
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
-    for solver, style in (("ADMM", "o-"), ("GN-CG", "s-"), ("TKD", "^-")):
-        pts = [(np.prod(g), s, s / p) for n, g, sv, s, p in results if sv == solver]
-        if not pts:
-            continue
-        v, s, r = map(np.array, zip(*pts))
-        ax1.loglog(v, s, style, label=solver)
-        ax2.semilogx(v, r, style, label=solver)
-    ax1.set_xlabel("FFT grid voxels")
-    ax1.set_ylabel("seconds")
-    ax1.legend(frameon=False)
-    ax2.set_xlabel("FFT grid voxels")
-    ax2.set_ylabel("seconds / (rfftn + irfftn pair)")
-    ax2.set_yscale("log")
-    for ax in (ax1, ax2):
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    fig.suptitle(f"Dipole inversion time vs grid size (ellipsoid brain, λ {lam:g}, {workers} FFT workers)",
-                 fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    print(f"figure: {path}")
+    return check_lambda(text)
 
 
 def main(argv=None):
@@ -294,7 +230,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="2 mm only, sizes 64 and 96")
     ap.add_argument("--resolutions", default="2,1", help="head phantom voxel sizes (mm), comma-separated")
     ap.add_argument("--object", default="phantom", choices=["auto", "phantom", "ellipsoids"])
-    ap.add_argument("--lambda", dest="lambda_", type=float, default=1000.0, help="MEDI data weight (rad), both solvers")
+    ap.add_argument("--lambda", dest="lambda_", type=_lambda_arg, default="auto",
+                    help="MEDI data weight (rad), both solvers: 'auto' (default: the solvers' automatic choice, the same "
+                         "for both) or a number")
     ap.add_argument("--admm-lambdas", default="", help="extra ADMM rows at these λ, comma-separated")
     ap.add_argument("--gncg-converged", action="store_true", help="add medi() run to convergence")
     ap.add_argument("--medi0", action="store_true", help="also MEDI+0 (CSF = lateral ventricles)")
@@ -302,22 +240,15 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=None, help="FFT threads (default all cores)")
     ap.add_argument("--repeat", type=int, default=1, help="best of N runs per solver (not the converged GN-CG)")
-    ap.add_argument("--no-scaling", action="store_true", help="skip the time-vs-grid-size part")
-    ap.add_argument("--sizes", default="64,96,128,160,192", help="grid sizes n (n³) for the scaling part")
-    ap.add_argument("--figure", action="store_true", help="save figures/bench_solvers_scaling.png")
     args = ap.parse_args(argv)
     from analysis.imaging.qsm.kernels import FFT_WORKERS
 
     args.workers = FFT_WORKERS if args.workers is None else args.workers
     args.resolutions = [float(v) for v in args.resolutions.split(",") if v]
     args.admm_lambdas = [float(v) for v in args.admm_lambdas.split(",") if v]
-    args.sizes = [int(v) for v in args.sizes.split(",") if v]
     if args.quick:
         args.resolutions = [2.0]
-        args.sizes = [64, 96]
     bench_head(args)
-    if not args.no_scaling:
-        bench_scaling(args)
     return 0
 
 

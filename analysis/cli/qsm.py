@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from analysis.cli._common import setup_logging
-from analysis.imaging.qsm.recipes import METHOD_NAMES, RECIPES
+from analysis.imaging.qsm.recipes import METHOD_NAMES, RECIPES, check_lambda
 from analysis.imaging.reconstruct import reconstruct_dataset
 
 __all__ = ["add_parser"]
@@ -71,8 +71,11 @@ def add_parser(subparsers):
     p.add_argument("--unwrap", choices=("laplacian", "path"), default=None, help="phase unwrapping (default: the pipeline's)")
     p.add_argument("--background", choices=("pdf", "vsharp"), default=None,
                    help="background field removal (default: the pipeline's)")
-    p.add_argument("--lambda", dest="lambda_", type=float, default=None,
-                   help="MEDI regularisation weight on the data term (field in radians; default: the recipe's, 1000)")
+    p.add_argument("--lambda", dest="lambda_", type=check_lambda, default=None, metavar="auto|N",
+                   help="MEDI regularisation weight on the data term (field in radians per echo spacing): 'auto' "
+                        "chooses it from each series' local field (lambda x sigma_phi = min(100, 2 (sigma_phi/sigma_noise)^2), "
+                        "both estimated from the field; recorded in the sidecar), a number fixes it (default: the "
+                        "recipe's, the toolbox's 1000)")
     p.add_argument("--smv-radius", type=float, default=None, metavar="MM",
                    help="MEDI: SMV high-pass of field and kernel with this radius (mm), mask eroded by it "
                         "(the toolbox's 'smv'; 0 = none; default: the recipe's, 5 for whole-brain)")

@@ -24,7 +24,7 @@ from analysis.imaging.labels import THALAMUS
 from analysis.imaging.figures import outline_mask, panel_label, show_slice
 
 __all__ = ["slice_levels_mm", "figure_acquisition", "figure_field_map", "figure_local_fields",
-           "figure_chi_maps"]
+           "figure_chi_maps", "figure_lambda_sweep"]
 
 _TEXT = "w"
 _FACE = "k"
@@ -384,4 +384,88 @@ def figure_chi_maps(chi_maps, affine, *, true_chi_ppm=None, true_mask=None, z_mm
         _colorbar(fig, im_d, axes[2], "difference (ppm)")
     for i, letter in enumerate("ABC"[:rows]):
         panel_label(axes[i, 0], letter)
+    return fig
+
+
+def figure_lambda_sweep(table, maps, masks, affine, *, z_mm=None, show=(0.1, 1.0, 10.0), vmin_ppm=-0.15,
+                        vmax_ppm=0.15):
+    """What the regularisation weight λ does: error and roughness against λ, and three maps.
+
+    Top left: the NRMSE (%) against the normalised λ (``table["nrmse_pct"]``, phantoms), top
+    right: the roughness of the map, mean |∇χ| (ppm/mm), against the same axis — both with the
+    automatic choice marked. Bottom: axial χ at the factors ``show`` of the automatic λ — too much
+    regularisation (small λ: flat, blurred), the automatic choice, too little (large λ: noise and
+    streaks fitted).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        First result of :func:`analysis.imaging.qsm.regularisation.lambda_sweep`.
+    maps : mapping of float to ndarray
+        Second result: factor → χ (ppm), shape (X, Y, Z).
+    masks : mapping of float to ndarray of bool, or ndarray of bool
+        Where each map is defined (one mask for all, or one per factor).
+    affine : ndarray, shape (4, 4)
+    z_mm : float, optional
+        Axial level (world mm) of the maps (default: the middle of the grid).
+    show : sequence of 3 float
+        Factors of the automatic λ shown as maps (each must be in ``maps``).
+    vmin_ppm, vmax_ppm : float
+        Grey scale of the maps (ppm).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    aff = _check_affine(affine)
+    missing = [f for f in show if f not in maps]
+    if missing:
+        raise ValueError(f"show: factors {missing} are not in maps (have {sorted(maps)})")
+    need = {"factor", "lambda_normalised", "gradient_l1", "auto"}
+    if not need <= set(table.columns):
+        raise ValueError(f"table lacks columns {sorted(need - set(table.columns))}")
+    fig = plt.figure(figsize=(12, 7.5))
+    grid = fig.add_gridspec(2, 3, height_ratios=(1.0, 1.3))
+    ax_err, ax_tv = fig.add_subplot(grid[0, :2]), fig.add_subplot(grid[0, 2])
+    x = table["lambda_normalised"].to_numpy(float)
+    auto = table["auto"].to_numpy(bool)
+    if "nrmse_pct" in table:
+        ax_err.plot(x, table["nrmse_pct"], "o-", color="tab:blue")
+        ax_err.plot(x[auto], table["nrmse_pct"][auto], "*", ms=16, color="tab:red", label="automatic λ")
+        ax_err.set_ylabel("NRMSE vs truth (%)")
+    else:
+        ax_err.text(0.5, 0.5, "no truth for these data", ha="center", va="center", transform=ax_err.transAxes)
+    ax_err.set_xscale("log")
+    ax_err.set_xlabel("normalised λ (λ × σ of the field in rad)")
+    ax_err.axvspan(x.min(), x[auto].min(), color="tab:orange", alpha=0.08)
+    ax_err.axvspan(x[auto].max(), x.max(), color="tab:purple", alpha=0.08)
+    ax_err.text(0.02, 0.95, "too much regularisation", transform=ax_err.transAxes, va="top", color="tab:orange")
+    ax_err.text(0.98, 0.95, "too little", transform=ax_err.transAxes, va="top", ha="right", color="tab:purple")
+    if "nrmse_pct" in table:
+        ax_err.legend(loc="lower center")
+    panel_label(ax_err, "A")
+    ax_tv.plot(x, table["gradient_l1"], "o-", color="0.3")
+    ax_tv.plot(x[auto], table["gradient_l1"][auto], "*", ms=16, color="tab:red")
+    ax_tv.set_xscale("log")
+    ax_tv.set_yscale("log")
+    ax_tv.set_xlabel("normalised λ")
+    ax_tv.set_ylabel("mean |∇χ| (ppm/mm)")
+    ax_tv.set_title("roughness of the map")
+    panel_label(ax_tv, "B")
+    if z_mm is None:
+        z_mm = float(_world(aff, np.array(next(iter(maps.values())).shape) / 2.0)[2])
+    names = {f: ("automatic λ" if f == 1.0 else f"{f:g} × automatic λ") for f in show}
+    for j, f in enumerate(show):
+        ax = fig.add_subplot(grid[1, j])
+        m = masks if not isinstance(masks, Mapping) else masks[f]
+        im = _panel(fig, ax, _img(maps[f], aff, np.asarray(m, bool)), axis="z", coord_mm=z_mm, cmap="gray",
+                    vmin=vmin_ppm, vmax=vmax_ppm, title=names[f], letter="CDE"[j])
+        ax.title.set_color("k")   # this figure has a light background
+        if j == len(show) - 1:
+            cb = _colorbar(fig, im, ax, "χ (ppm)")
+            cb.ax.yaxis.label.set_color("k")
+            cb.ax.tick_params(colors="k")
+    fig.suptitle("Regularisation weight λ of MEDI: the automatic choice between over-smoothing and fitting noise")
     return fig

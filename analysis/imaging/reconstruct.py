@@ -105,7 +105,7 @@ def _reconstruct_series(series, out_dir, *, recipe, method, lambda_, options, b0
         kw["csf_mask"] = find_mask(csf_mask_dir, series, data, desc="csf")
     res = reconstruct_megre(data.magnitude, data.phase, data.echo_times_s, voxel_size_mm=data.voxel_size_mm,
                             b0_tesla=data.b0_tesla, b0_direction=data.b0_direction, method=method,
-                            lambda_=float(lambda_), progress=progress, **kw)
+                            lambda_=lambda_, progress=progress, **kw)
     missing = [k for k in _REQUIRED_KEYS if k not in res]
     if missing:
         raise ValueError(f"reconstruct_megre returned no {missing} for {series.label}")
@@ -120,7 +120,10 @@ def _reconstruct_series(series, out_dir, *, recipe, method, lambda_, options, b0
     if polarity["suspect"]:
         logger.warning("%s: %s", series.label, polarity["message"])
         notes.append("WARNING: " + polarity["message"])
-    params = {"recipe": recipe, "method": method, "lambda": float(lambda_), "b0_tesla": data.b0_tesla,
+    params = {"recipe": recipe, "method": method, "lambda": recon_params.get("lambda", lambda_),
+              "lambda_method": recon_params.get("lambda_method"),
+              "lambda_normalised": recon_params.get("lambda_normalised"),
+              "solver": recon_params.get("solver"), "b0_tesla": data.b0_tesla,
               "b0_direction_voxel_axes": list(data.b0_direction), "b0_direction_source": "affine (scanner z)",
               "echo_times_s": [float(t) for t in data.echo_times_s], "voxel_size_mm": list(data.voxel_size_mm),
               "phase_sign": int(phase_sign),
@@ -181,9 +184,11 @@ def reconstruct_dataset(bids_dir, out_dir, *, participant_label=None, session_la
     method : {"medi", "medi0", "tkd"}, optional
         Dipole inversion (MEDI, MEDI+0 with CSF regularisation and zero reference, TKD);
         default: the recipe's.
-    lambda_ : float, optional
-        MEDI regularisation weight (data term, field in radians); default: the recipe's (1000,
-        the toolbox's).
+    lambda_ : float or "auto", optional
+        MEDI regularisation weight (data term, field in radians); ``"auto"`` chooses it per
+        series from its local field (see :func:`analysis.imaging.qsm.medi`); default: the
+        recipe's (``"auto"``; 1000, the toolbox's, for ``medi-full-process``). The sidecar
+        records the λ used and how it was chosen.
     b0_tesla : float, optional
         Field strength for data whose sidecars lack ``MagneticFieldStrength``.
     min_echoes : int
@@ -228,7 +233,7 @@ def reconstruct_dataset(bids_dir, out_dir, *, participant_label=None, session_la
     options = settings
     if int(n_procs) < 1:
         raise ValueError(f"n_procs must be a positive integer, got {n_procs!r}")
-    logger.info("recipe %s: method %s, lambda %g, %s", recipe, method, lambda_,
+    logger.info("recipe %s: method %s, lambda %s, %s", recipe, method, lambda_,
                 ", ".join(f"{k} {v}" for k, v in options.items() if not isinstance(v, (dict, np.ndarray))))
     bids_dir, out_dir = Path(bids_dir), Path(out_dir)
     check_derivative_folder(out_dir, bids_dir=bids_dir)

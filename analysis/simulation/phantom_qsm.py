@@ -92,9 +92,9 @@ def reconstruct_phantom(phantom, *, snr=100.0, seed=0, background="pdf",
         default is 12 mm; 25 mm gave the lower whole-brain error with V-SHARP on the phantom.)
     method : {'medi0', 'medi', 'tkd'}
         Dipole inversion (default MEDI+0).
-    lambda_ : float
+    lambda_ : float or "auto"
         MEDI data weight (field in radians; default :data:`PHANTOM_LAMBDA` = 2000, the toolbox's
-        default is 1000).
+        default is 1000; ``"auto"``: chosen from the local field).
     progress : bool
         Progress bars.
     smv_radius_mm : float, optional
@@ -174,7 +174,7 @@ def invert_ideal_background(phantom, sim, recon):
     lam = params.get("lambda") or 1000.0
     options = {k: v for k, v in params.get("options", {}).items()
                if k in ("smv_radius_mm", "merit", "percentage", "lambda_csf", "max_iter", "cg_max_iter",
-                        "tol_norm_ratio", "cg_tol", "epsilon", "zero_reference") and v is not None}
+                        "tol_norm_ratio", "cg_tol", "epsilon", "zero_reference", "solver") and v is not None}
     csf = recon.get("csf_mask")
     chi, info = medi(local, mask, recon["magnitude"], voxel_size=sim.voxel_size_mm, noise_std=noise,
                      b0_direction=sim.b0_direction, lambda_=lam, delta_te_s=recon["delta_te_s"],

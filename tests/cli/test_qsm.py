@@ -250,7 +250,7 @@ def test_cli_whole_brain_recipe_is_the_default(tmp_path, fake):
     write_megre_subject(tmp_path / "bids", _tiny_sim(n_echoes=3))
     assert main(["qsm", str(tmp_path / "bids"), str(tmp_path / "out"), "--no-progress"]) == 0
     call = fake.calls[-1]
-    assert call["method"] == "medi0" and call["background"] == "pdf" and call["lambda_"] == 1000.0
+    assert call["method"] == "medi0" and call["background"] == "pdf" and call["lambda_"] == 1000.0 and call["solver"] == "gncg"
     assert call["smv_radius_mm"] == 5.0 and call["merit"] is True
     assert call["fill_rim"] == "medi" and call["background_options"] == {"max_iter": 100}
     side = json.loads((tmp_path / "out/sub-01/anat/sub-01_Chimap.json").read_text())
@@ -287,7 +287,7 @@ def test_cli_explicit_options_override_the_recipe(tmp_path, fake):
     assert fake.calls[-1]["merit"] is True and fake.calls[-1]["smv_radius_mm"] == 3.0
     with pytest.raises(ValueError, match="recipe must be one of"):
         resolve_recipe("toolbox")
-    with pytest.raises(ValueError, match="lambda must be positive"):
+    with pytest.raises(ValueError, match="lambda must be .auto. or a positive number"):
         resolve_recipe("plain", lambda_=-1.0)
 
 

@@ -15,7 +15,8 @@ import pytest
 from tests.helpers.notebooks import execute_notebook
 
 RECIPES = ["MEDI+0", "MEDI+0 (λ 1000)", "MEDI", "MEDI (V-SHARP)", "TKD"]
-FIGURES = ["qsm_acquisition.png", "qsm_field_mask.png", "qsm_local_fields.png", "qsm_chi_maps.png"]
+FIGURES = ["qsm_acquisition.png", "qsm_field_mask.png", "qsm_local_fields.png", "qsm_chi_maps.png",
+           "qsm_lambda_sweep.png"]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,8 @@ def test_outputs_figures_and_derivatives(phantom_run):
     side = json.loads((anat / "sub-01_Chimap.json").read_text())
     assert side["Units"] == "ppm" and side["Method"] == "MEDI+0"
     assert side["Parameters"]["recipe"] == "MEDI+0" and side["Parameters"]["lambda"] == 2000.0
-    assert side["Parameters"]["options"] == {"smv_radius_mm": 5.0, "merit": True}
+    assert side["Parameters"]["options"] == {"smv_radius_mm": 5.0, "merit": True, "solver": "gncg"}
+    assert side["Parameters"]["lambda_method"] == "given" and side["Parameters"]["solver"] == "gncg"
     for slug in ("medi0-lambda1000", "medi", "medi-vsharp", "tkd"):
         assert (work / "qsm" / slug / "sub-01" / "anat" / "sub-01_Chimap.nii.gz").is_file(), slug
     # the simulated input is BIDS, with its truth beside it

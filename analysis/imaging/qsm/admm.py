@@ -24,6 +24,7 @@ import numpy as np
 import scipy.fft as sfft
 from tqdm.auto import tqdm
 
+from ._lambda import resolve_lambda
 from .dipole import (
     DEFAULT_B0_TESLA,
     DEFAULT_DELTA_TE_S,
@@ -106,7 +107,7 @@ class _Problem:
     """MEDI's problem on the padded FFT grid, in radians (see :func:`_prepare`)."""
 
     __slots__ = ("shape", "box", "sl", "grid", "vs", "d", "phi", "w", "wg", "mask", "csf", "csf_user", "lam",
-                 "lam_csf", "scale", "nonlinear", "noise", "workers")
+                 "lam_csf", "scale", "nonlinear", "noise", "workers", "lambda_record")
 
 
 def _prepare(local_field, mask, magnitude, *, voxel_size, noise_std, b0_direction, lambda_, delta_te_s,
@@ -122,7 +123,8 @@ def _prepare(local_field, mask, magnitude, *, voxel_size, noise_std, b0_directio
         raise ValueError("magnitude is required by MEDI (edge mask)")
     vs = as_voxel_size(voxel_size)
     b0 = as_direction(b0_direction)
-    lam = _check_range(lambda_, "lambda_", 0.0, np.inf)
+    if not (isinstance(lambda_, str) and lambda_.strip().lower() == "auto"):
+        _check_range(lambda_, "lambda_", 0.0, np.inf)
     lam_csf = _check_range(lambda_csf, "lambda_csf", 0.0, np.inf, lo_open=False)
     scale = rad_per_ppm(delta_te_s=delta_te_s, b0_tesla=b0_tesla)
     pad = _check_int(pad, "pad", lo=0)
@@ -167,7 +169,9 @@ def _prepare(local_field, mask, magnitude, *, voxel_size, noise_std, b0_directio
             if not csfp.any():
                 raise ValueError("csf_mask has no voxel inside the mask eroded by the SMV radius "
                                  f"({float(smv_radius_mm):g} mm)")
+    lam, pr_lambda = resolve_lambda(lambda_, phi, mp)
     pr = _Problem()
+    pr.lambda_record = pr_lambda
     pr.shape, pr.box, pr.sl, pr.grid, pr.vs = f.shape, box, sl, shp, vs
     pr.d = d
     pr.phi = np.ascontiguousarray(phi, dtype=np.float32)
@@ -227,7 +231,7 @@ def _objective_grid(pr, x, *, epsilon=0.0):
 
 
 def medi_objective(chi, local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_direction=(0.0, 0.0, 1.0),
-                   lambda_=1000.0, delta_te_s=DEFAULT_DELTA_TE_S, b0_tesla=DEFAULT_B0_TESLA, percentage=0.9,
+                   lambda_="auto", delta_te_s=DEFAULT_DELTA_TE_S, b0_tesla=DEFAULT_B0_TESLA, percentage=0.9,
                    data_term="nonlinear", csf_mask=None, lambda_csf=100.0, smv_radius_mm=None, pad=4, epsilon=0.0,
                    workers=None):
     """Value of MEDI's objective at a susceptibility map (to compare solvers).
@@ -628,7 +632,7 @@ def _solve(pr, *, max_iter, tol, mu_gradient, mu_data, mu_csf, alpha, newton_ste
 
 
 def medi_admm(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_direction=(0.0, 0.0, 1.0),
-              lambda_=1000.0, delta_te_s=DEFAULT_DELTA_TE_S, b0_tesla=DEFAULT_B0_TESLA, percentage=0.9,
+              lambda_="auto", delta_te_s=DEFAULT_DELTA_TE_S, b0_tesla=DEFAULT_B0_TESLA, percentage=0.9,
               data_term="nonlinear", max_iter=100, tol=TOL, csf_mask=None, lambda_csf=100.0, zero_reference=True,
               smv_radius_mm=None, merit=False, merit_every=10, pad=4, mu_gradient=MU_GRADIENT, mu_data=MU_DATA,
               mu_csf=MU_CSF, relaxation=RELAXATION, newton_steps=1, progress=False, return_info=False, workers=None):
@@ -652,8 +656,9 @@ def medi_admm(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_di
         weights are normalised to mean 1); default uniform weights.
     b0_direction : tuple of 3 float
         B0 direction in voxel axes.
-    lambda_ : float
-        Data-term weight for fields in radians, as in :func:`medi` (toolbox default 1000).
+    lambda_ : float or "auto"
+        Data-term weight for fields in radians, as in :func:`medi` (the toolbox's default is
+        1000); ``"auto"`` (default): the automatic choice of :func:`medi` (λ · σ_φ = 50).
     delta_te_s : float
         Echo spacing ΔTE (s) that defines the radian unit (default 4.8 ms; pass the data's).
     b0_tesla : float
@@ -813,6 +818,7 @@ def medi_admm(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_di
         if chi_unmasked is not None:
             chi_unmasked -= ref
     if return_info:
+        info.update(**pr.lambda_record, solver="admm")
         info.update(seconds=time.perf_counter() - t_start, grid_shape=pr.grid, rad_per_ppm=pr.scale, mask=out_mask,
                     chi_unmasked=chi_unmasked)
         return chi, info

@@ -40,6 +40,7 @@ import scipy.fft as sfft
 
 from analysis.io import progress_bar
 
+from ._lambda import resolve_lambda
 from .fit import rad_per_ppm
 from .kernels import (
     FFT_WORKERS,
@@ -311,10 +312,10 @@ def _data_weight(noise, mask):
 
 
 def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_direction=(0.0, 0.0, 1.0),
-         lambda_=1000.0, delta_te_s=DEFAULT_DELTA_TE_S, b0_tesla=DEFAULT_B0_TESLA, percentage=0.9,
+         lambda_="auto", delta_te_s=DEFAULT_DELTA_TE_S, b0_tesla=DEFAULT_B0_TESLA, percentage=0.9,
          max_iter=10, tol_norm_ratio=0.1, cg_max_iter=100, cg_tol=0.01, epsilon=1e-6, csf_mask=None,
          lambda_csf=100.0, zero_reference=True, smv_radius_mm=None, merit=False, pad=4, progress=False,
-         return_info=False, workers=None, solver="gncg", admm_options=None):
+         return_info=False, workers=None, solver="admm", admm_options=None):
     """MEDI dipole inversion (``MEDI_L1``), optionally MEDI+0 with a CSF mask.
 
     Parameters
@@ -332,8 +333,13 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
         weights are normalised to mean 1); default uniform weights.
     b0_direction : tuple of 3 float
         B0 direction in voxel axes.
-    lambda_ : float
-        Data-term weight for fields in radians (toolbox default 1000).
+    lambda_ : float or "auto"
+        Data-term weight for fields in radians per ΔTE (the toolbox's default is 1000).
+        ``"auto"`` (default) chooses it from the field: ``λ = 50 / σ_φ``, σ_φ the standard
+        deviation of the field over the mask in those radians (after the SMV high-pass), so that
+        the choice does not depend on the field's unit, ΔTE, B0, a magnitude or a noise map; see
+        :mod:`analysis.imaging.qsm._lambda` for the rule and its validation. The λ used and how it
+        was chosen are in ``info`` (``lambda``, ``lambda_method``, ``lambda_normalised``).
     delta_te_s : float
         Echo spacing ΔTE (s) that defines the radian unit (default 4.8 ms; pass the data's).
     b0_tesla : float
@@ -373,15 +379,15 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
         Also return a dict with iteration counts, timings and the mask used.
     workers : int, optional
         FFT threads (default all cores).
-    solver : {"gncg", "admm"}
-        ``"gncg"`` (default): the toolbox's Gauss–Newton + conjugate-gradient scheme, stopped as
-        the toolbox stops it (the reference). ``"admm"``: the same objective solved to
-        convergence by ADMM with closed-form FFT subproblems
-        (:func:`analysis.imaging.qsm.admm.medi_admm`, about a quarter of the FFT work on the head
-        phantom; ``max_iter``, ``tol_norm_ratio``, ``cg_*`` and ``epsilon`` do not apply, its
-        ``info`` has ``n_iter``). The GN-CG default partly owes its accuracy at λ 1000 to
-        stopping early; solved to convergence, the same λ under-regularises (see
-        ``benchmarks/bench_solvers.py``), so ADMM wants a smaller λ.
+    solver : {"admm", "gncg"}
+        ``"admm"`` (default): the objective solved to convergence by ADMM with closed-form FFT
+        subproblems (:func:`analysis.imaging.qsm.admm.medi_admm`; ``max_iter``,
+        ``tol_norm_ratio``, ``cg_*`` and ``epsilon`` do not apply, its ``info`` has ``n_iter``),
+        about a third of the FFT work of ``"gncg"`` on the head phantom. ``"gncg"``: the
+        toolbox's Gauss–Newton + conjugate-gradient scheme, stopped as the toolbox stops it (the
+        toolbox-equivalent reference). That early stop regularises: at the toolbox's λ 1000 the
+        GN-CG map is smoother than the minimum of the objective (see
+        ``benchmarks/bench_solvers.py``).
     admm_options : dict, optional
         Further keywords of ``medi_admm`` (``data_term``, ``tol``, ``mu_*``, …).
 
@@ -399,7 +405,7 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
     if solver not in ("gncg", "admm"):
         raise ValueError(f"solver must be 'gncg' or 'admm', got {solver!r}")
     if solver == "admm":
-        from .admm import medi_admm   # here, not at the top: admm.py builds on this module's helpers
+        from .admm import medi_admm  # here, not at the top: admm.py builds on this module's helpers
 
         return medi_admm(local_field, mask, magnitude, voxel_size=voxel_size, noise_std=noise_std,
                          b0_direction=b0_direction, lambda_=lambda_, delta_te_s=delta_te_s, b0_tesla=b0_tesla,
@@ -412,7 +418,8 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
         raise ValueError("magnitude is required by MEDI (edge mask)")
     vs = as_voxel_size(voxel_size)
     b0 = as_direction(b0_direction)
-    lam = _check_range(lambda_, "lambda_", 0.0, np.inf)
+    if not (isinstance(lambda_, str) and lambda_.strip().lower() == "auto"):
+        _check_range(lambda_, "lambda_", 0.0, np.inf)
     lam_csf = _check_range(lambda_csf, "lambda_csf", 0.0, np.inf, lo_open=False)
     scale = rad_per_ppm(delta_te_s=delta_te_s, b0_tesla=b0_tesla)
     max_iter = _check_int(max_iter, "max_iter")
@@ -460,6 +467,7 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
         d = ((1.0 - s) * d).astype(np.float32)
         if csfp is not None:
             csfp &= mp
+    lam, lambda_record = resolve_lambda(lambda_, phi, mp)
     w = _data_weight(noisep, mp)
     w2 = w * w
     if csfp is not None and not csfp.any():
@@ -592,6 +600,8 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
             chi_unmasked -= ref
     if return_info:
         info = {
+            **lambda_record,
+            "solver": "gncg",
             "n_gn": len(n_cg),
             "n_cg": n_cg,
             "update_ratio": ratios,

@@ -35,6 +35,7 @@ from .dipole import medi, smv_eroded_mask, tkd
 from .fit import combine_magnitude, fit_field_complex, r2star_loglinear, rad_to_ppm
 from .kernels import as_direction, as_voxel_size
 from .mask import brain_mask, csf_mask_from_r2star
+from .recipes import check_lambda
 from .unwrap import unwrap_laplacian, unwrap_path
 
 __all__ = ["reconstruct_megre", "reconstruct_recipes", "medi_noise_std", "UNWRAP_METHODS", "BACKGROUND_METHODS",
@@ -61,7 +62,7 @@ def _check_choice(value, name, choices):
 
 
 def reconstruct_megre(magnitude, phase, echo_times_s, *, voxel_size_mm, b0_tesla=3.0, b0_direction=(0.0, 0.0, 1.0),
-                      mask=None, unwrap="laplacian", background="pdf", method="medi", lambda_=1000.0,
+                      mask=None, unwrap="laplacian", background="pdf", method="medi", lambda_="auto",
                       csf_mask=None, fill_rim="none", progress=True, **options):
     """Reconstruct a susceptibility map from multi-echo GRE magnitude and phase.
 
@@ -94,8 +95,10 @@ def reconstruct_megre(magnitude, phase, echo_times_s, *, voxel_size_mm, b0_tesla
         ``parameters["csf_mask"]``. ``'medi'`` with a ``csf_mask`` behaves as ``'medi0'`` (as
         the toolbox, which switches MEDI+0 on when a CSF mask exists); ``'tkd'`` with a
         ``csf_mask`` is only zero-referenced.
-    lambda_ : float
-        MEDI's data weight for fields in radians (toolbox 1000; see :func:`analysis.imaging.qsm.medi`).
+    lambda_ : float or "auto"
+        MEDI's data weight for fields in radians (toolbox 1000); ``"auto"`` (default) chooses it
+        from the local field (see :func:`analysis.imaging.qsm.medi`); ``parameters`` records the
+        λ used and how it was chosen.
     csf_mask : ndarray of bool, shape (X, Y, Z), optional
         CSF (ventricle) or other reference mask; a given mask with no voxel in the (eroded)
         brain mask is an error.
@@ -384,8 +387,9 @@ def reconstruct_recipes(magnitude, phase, echo_times_s, *, recipes, voxel_size_m
                 rim_note = (f"the {100 * rim.sum() / cur_mask.sum():.1f} % of the mask outside the SMV-eroded "
                             f"interior ({smv_r:g} mm): mean of the SMV inversion's solution there and a second MEDI "
                             "pass without SMV (shifted to the SMV result over the interior)")
-                inv_info["rim_pass"] = {"n_gn": plain_info["n_gn"], "n_cg": plain_info["n_cg"],
-                                        "seconds": plain_info["seconds"], "offset_ppm": offset}
+                inv_info["rim_pass"] = {"n_iter": plain_info.get("n_iter", plain_info.get("n_gn")),
+                                        "seconds": plain_info["seconds"], "offset_ppm": offset,
+                                        "lambda": float(plain_info["lambda"])}
         own["inversion"] = time.perf_counter() - t0
         bar.update(1)
 
@@ -393,7 +397,10 @@ def reconstruct_recipes(magnitude, phase, echo_times_s, *, recipes, voxel_size_m
             "method": "TKD" if method == "tkd" else ("MEDI" if csf is None else "MEDI+0"),
             "unwrap": unwrap,
             "background": background,
-            "lambda": float(rc["lambda_"]) if method != "tkd" else None,
+            "lambda": float(inv_info["lambda"]) if method != "tkd" else None,
+            "lambda_method": inv_info["lambda_method"] if method != "tkd" else None,
+            "lambda_normalised": float(inv_info["lambda_normalised"]) if method != "tkd" else None,
+            "solver": inv_info.get("solver") if method != "tkd" else None,
             "b0_tesla": float(b0_tesla),
             "b0_direction": list(b0dir),
             "voxel_size_mm": list(vs),
@@ -439,7 +446,7 @@ def _check_recipe(name, recipe):
     r = dict(recipe)
     background = _check_choice(r.pop("background", "pdf"), "background", BACKGROUND_METHODS)
     method = _check_choice(r.pop("method", "medi"), "method", INVERSION_METHODS)
-    lam = r.pop("lambda_", 1000.0)
+    lam = check_lambda(r.pop("lambda_", "auto"))
     bg_opts = dict(r.pop("background_options", None) or {})
     csf_opts = dict(r.pop("csf_options", None) or {})
     fill_rim = _check_choice(r.pop("fill_rim", None) or "none", "fill_rim", RIM_METHODS)

@@ -41,12 +41,12 @@ DEFAULT_PDF_MAX_ITER = 100
 #: 79 % of the mask); ``plain`` is PDF + MEDI with the toolbox's ``MEDI_L1`` defaults, which
 #: leaves errors at the brain edge (53 %).
 RECIPES = {
-    "whole-brain": {"background": "pdf", "method": "medi0", "lambda_": 1000.0,
+    "whole-brain": {"background": "pdf", "method": "medi0", "lambda_": 1000.0, "solver": "gncg",
                     "smv_radius_mm": DEFAULT_SMV_RADIUS_MM, "merit": True, "fill_rim": "medi",
                     "background_options": {"max_iter": DEFAULT_PDF_MAX_ITER}},
-    "medi-full-process": {"background": "pdf", "method": "medi0", "lambda_": 1000.0,
+    "medi-full-process": {"background": "pdf", "method": "medi0", "lambda_": 1000.0, "solver": "gncg",
                 "smv_radius_mm": DEFAULT_SMV_RADIUS_MM, "merit": True},
-    "plain": {"background": "pdf", "method": "medi", "lambda_": 1000.0},
+    "plain": {"background": "pdf", "method": "medi", "lambda_": 1000.0, "solver": "gncg"},
 }
 #: The default recipe as keyword arguments of ``reconstruct_megre`` / a recipe of
 #: ``reconstruct_recipes`` (χ on the whole mask).
@@ -56,7 +56,7 @@ WHOLE_BRAIN_RECIPE = RECIPES["whole-brain"]
 TOOLBOX_RECIPE = RECIPES["medi-full-process"]
 #: Options only MEDI understands: a recipe's values are dropped when the method is TKD.
 MEDI_ONLY_OPTIONS = ("smv_radius_mm", "merit", "lambda_csf", "percentage", "max_iter", "cg_max_iter", "cg_tol", "tol",
-                     "fill_rim")
+                     "fill_rim", "solver", "admm_options")
 #: Display names of the inversions (sidecars, tables).
 METHOD_NAMES = {"medi": "MEDI", "medi0": "MEDI+0", "tkd": "TKD"}
 
@@ -94,10 +94,7 @@ def resolve_recipe(recipe="whole-brain", **explicit):
     settings["method"] = str(settings["method"]).lower()
     if settings["method"] not in METHOD_NAMES:
         raise ValueError(f"method must be one of {sorted(METHOD_NAMES)}, got {settings['method']!r}")
-    lam = settings["lambda_"]
-    if not np.isfinite(lam) or lam <= 0:
-        raise ValueError(f"lambda must be positive, got {lam!r}")
-    settings["lambda_"] = float(lam)
+    settings["lambda_"] = check_lambda(settings["lambda_"])
     if settings.get("smv_radius_mm") == 0:        # "0 = none": switches a recipe's SMV off
         settings.pop("smv_radius_mm")
     if ("background" in given and given["background"] != base.get("background")
@@ -131,6 +128,28 @@ def vsharp_radii_mm(max_radius_mm, voxel_size_mm):
     return np.arange(float(max_radius_mm), step - 1e-9, -step)
 
 
+def check_lambda(lambda_):
+    """Return ``lambda_`` as ``"auto"`` or a positive float; ``ValueError`` otherwise.
+
+    Accepts the strings a command line gives (``"auto"``, ``"500"``).
+    """
+    if isinstance(lambda_, str):
+        text = lambda_.strip().lower()
+        if text == "auto":
+            return "auto"
+        try:
+            lambda_ = float(text)
+        except ValueError:
+            raise ValueError(f"lambda must be 'auto' or a positive number, got {lambda_!r}") from None
+    try:
+        lam = float(lambda_)
+    except (TypeError, ValueError):
+        raise ValueError(f"lambda must be 'auto' or a positive number, got {lambda_!r}") from None
+    if not np.isfinite(lam) or lam <= 0:
+        raise ValueError(f"lambda must be 'auto' or a positive number, got {lambda_!r}")
+    return lam
+
+
 def complete_recipe(*, background="pdf", method="medi0", lambda_=1000.0, voxel_size_mm=None,
                     vsharp_max_radius_mm=25.0, csf_mask=None, smv_radius_mm=None, merit=None, fill_rim=None,
                     pdf_max_iter=None):
@@ -147,8 +166,9 @@ def complete_recipe(*, background="pdf", method="medi0", lambda_=1000.0, voxel_s
         Background field removal.
     method : {'medi0', 'medi', 'tkd'}
         Dipole inversion.
-    lambda_ : float
-        MEDI data weight (ignored for TKD).
+    lambda_ : float or "auto"
+        MEDI data weight (ignored for TKD); ``"auto"``: chosen from the field (see
+        :func:`analysis.imaging.qsm.medi`).
     voxel_size_mm : sequence of 3 float, optional
         Needed for ``background='vsharp'`` (the radii step).
     vsharp_max_radius_mm : float
@@ -193,7 +213,8 @@ def complete_recipe(*, background="pdf", method="medi0", lambda_=1000.0, voxel_s
         if smv_radius_mm or merit or (fill_rim not in (None, "none")):
             raise ValueError("smv_radius_mm, merit and fill_rim are MEDI options; method='tkd' takes none of them")
         return kw
-    kw["lambda_"] = float(lambda_)
+    kw["lambda_"] = check_lambda(lambda_)
+    kw["solver"] = "gncg"   # the solver these recipes were validated with (see RECIPES)
     if smv_radius_mm is None:
         smv_radius_mm = DEFAULT_SMV_RADIUS_MM if background != "vsharp" else 0.0
     if merit is None:

@@ -9,18 +9,18 @@ keys of every per-subject result.
 
 from __future__ import annotations
 
-import re
-
 import dataclasses
 import functools
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from analysis.cohort.dictionary import COLUMN_NAMES, DEFAULT_SEED
+from analysis.imaging.qsm.recipes import check_lambda
 from analysis.simulation.phantom_qsm import PHANTOM_LAMBDA
 
 __all__ = ["SAFE_SUBJECT_ID", "check_subject_id", 
@@ -73,7 +73,7 @@ class ImagingSettings:
     method : {'medi0', 'medi', 'tkd'}
         Dipole inversion (default MEDI+0 with the lateral ventricles as CSF mask).
     lambda_ : float
-        MEDI data weight (default :data:`analysis.simulation.phantom_qsm.PHANTOM_LAMBDA`, 2000).
+        MEDI data weight (default :data:`analysis.simulation.phantom_qsm.PHANTOM_LAMBDA`, ``"auto"``).
     n_lesions : int
         Number of lesions the T2 lesion volume is split into.
     vein_threshold_mad : float
@@ -101,7 +101,7 @@ class ImagingSettings:
     background: str = "pdf"
     vsharp_max_radius_mm: float = 25.0
     method: str = "medi0"
-    lambda_: float = PHANTOM_LAMBDA
+    lambda_: float | str = PHANTOM_LAMBDA
     n_lesions: int = 6
     vein_threshold_mad: float = 3.0
     qsm_route: str = "phantom"
@@ -125,8 +125,10 @@ class ImagingSettings:
             bad("vsharp_max_radius_mm", "must be at least one voxel")
         if self.method not in ("medi", "medi0", "tkd"):
             bad("method", "must be 'medi', 'medi0' or 'tkd'")
-        if not (np.isfinite(self.lambda_) and self.lambda_ > 0):
-            bad("lambda_", "must be positive")
+        try:
+            check_lambda(self.lambda_)
+        except ValueError:
+            bad("lambda_", "must be 'auto' or positive")
         if int(self.n_lesions) < 1:
             bad("n_lesions", "must be >= 1")
         if not (np.isfinite(self.vein_threshold_mad) and self.vein_threshold_mad > 0):

@@ -87,13 +87,13 @@ def test_reaches_the_gauss_newton_objective(box, with_csf):
     well under medi()'s default time, and far below medi()'s default (early) stop."""
     args = _args(box, "full")
     csf = (box["labels"] == 3) if with_csf else None
-    kw = dict(box["kw"], csf_mask=csf, zero_reference=False)
-    gn = medi(*args, **kw)
-    gn_conv = medi(*args, **kw, **GN_CONVERGED)
+    kw = dict(box["kw"], csf_mask=csf, zero_reference=False, lambda_=1000.0)
+    gn = medi(*args, **kw, solver="gncg")
+    gn_conv = medi(*args, **kw, **GN_CONVERGED, solver="gncg")
     chi, info = medi_admm(*args, return_info=True, **kw)
 
     def objective(c):
-        return medi_objective(c, *args, **box["kw"], csf_mask=csf)["total"]
+        return medi_objective(c, *args, **box["kw"], csf_mask=csf, lambda_=1000.0)["total"]
 
     f_gn, f_conv, f_admm = objective(gn), objective(gn_conv), objective(chi)
     assert f_admm <= f_conv * (1 + 1e-3)
@@ -118,7 +118,7 @@ def test_accuracy_on_the_phantom(phantom):
     because it stops after a few Gauss–Newton steps, far above the minimum.)"""
     m = phantom["mask"]
     chi, info = medi_admm(*_args(phantom), voxel_size=VS, lambda_=100.0, return_info=True)
-    gn_conv = medi(*_args(phantom), voxel_size=VS, lambda_=100.0, **GN_CONVERGED)
+    gn_conv = medi(*_args(phantom), voxel_size=VS, lambda_=100.0, **GN_CONVERGED, solver="gncg")
     chi_tkd = tkd(phantom["field"], m, voxel_size=VS)
     assert chi.dtype == np.float32 and chi.shape == m.shape
     assert np.all(chi[~m] == 0)
@@ -173,10 +173,10 @@ def test_nonlinear_term_ignores_phase_wraps(box):
     wrapped = box["field"].copy()
     sel = np.random.default_rng(3).random(wrapped.shape) < 0.05
     wrapped[sel] += np.float32(2 * np.pi / scale)
-    base = medi_admm(*_args(box, "full"), **box["kw"])
-    again = medi_admm(wrapped, box["full"], box["magnitude"], **box["kw"])
+    base = medi_admm(*_args(box, "full"), lambda_=1000.0, **box["kw"])
+    again = medi_admm(wrapped, box["full"], box["magnitude"], lambda_=1000.0, **box["kw"])
     assert nrmse(again, base, mask=box["mask"]) < 0.01
-    linear = medi_admm(wrapped, box["full"], box["magnitude"], data_term="linear", **box["kw"])
+    linear = medi_admm(wrapped, box["full"], box["magnitude"], data_term="linear", lambda_=1000.0, **box["kw"])
     assert nrmse(linear, base, mask=box["mask"]) > 100
 
 
@@ -184,9 +184,24 @@ def test_lambda_is_defined_for_radians(box):
     """As for medi(): doubling ΔTE doubles the field in radians; with λ/2 (linear data term, exact
     L1) the objective doubles and the minimiser in ppm is the same — and so is the ADMM path,
     whose penalties are scale-free."""
-    a = medi_admm(*_args(box, "full"), data_term="linear", **box["kw"])
+    a = medi_admm(*_args(box, "full"), data_term="linear", lambda_=1000.0, **box["kw"])
     b = medi_admm(*_args(box, "full"), data_term="linear", delta_te_s=9.6e-3, lambda_=500.0, **box["kw"])
     assert np.linalg.norm(a - b) < 1e-4 * np.linalg.norm(a)
+
+
+def test_auto_lambda_is_unit_free(box):
+    """lambda_="auto" makes the same choice whatever the field's radian unit (ΔTE, B0): twice
+    the ΔTE gives half the λ, the same normalised λ and the same map in ppm."""
+    a, ia = medi_admm(*_args(box, "full"), data_term="linear", return_info=True, **box["kw"])
+    b, ib = medi_admm(*_args(box, "full"), data_term="linear", delta_te_s=9.6e-3, b0_tesla=3.0, return_info=True,
+                      **box["kw"])
+    assert ia["lambda_method"] == "auto-normalised" and ia["solver"] == "admm"
+    assert ib["lambda"] == pytest.approx(ia["lambda"] / 2, rel=1e-5)
+    assert ib["lambda_normalised"] == pytest.approx(ia["lambda_normalised"], rel=1e-5)
+    assert np.linalg.norm(a - b) < 1e-4 * np.linalg.norm(a)
+    # the same field given in ppm at 7 T: the same map again
+    c = medi_admm(*_args(box, "full"), data_term="linear", b0_tesla=7.0, **box["kw"])
+    assert np.linalg.norm(a - c) < 1e-4 * np.linalg.norm(a)
 
 
 def test_noise_weights_are_scale_free(phantom):
@@ -215,7 +230,8 @@ def test_smv_and_merit_options(phantom):
     chi_tkd = tkd(phantom["field"], m, voxel_size=VS)
     assert nrmse(chi, phantom["chi"], mask=em, demean=True) < 0.5 * nrmse(chi_tkd, phantom["chi"], mask=em, demean=True)
     # the same eroded mask as medi()'s
-    _, gn_info = medi(*_args(phantom), voxel_size=VS, smv_radius_mm=5.0, max_iter=1, return_info=True)
+    _, gn_info = medi(*_args(phantom), voxel_size=VS, smv_radius_mm=5.0, max_iter=1, return_info=True,
+                      solver="gncg")
     np.testing.assert_array_equal(em, gn_info["mask"])
 
 

@@ -73,7 +73,8 @@ def test_reconstruct_medi_and_tkd(acquisition):
         assert abs(chi[lab == k].mean() - ref - true) < 0.01  # within 10 ppb
     assert out["parameters"]["method"] == "MEDI"
     assert out["parameters"]["delta_te_s"] == pytest.approx(4.8e-3)
-    assert out["info"]["n_gn"] >= 1
+    assert out["info"]["n_iter"] >= 1 and out["info"]["solver"] == "admm"
+    assert out["parameters"]["lambda_method"] == "auto-normalised" and out["parameters"]["lambda"] > 0
 
 
 def test_reconstruct_medi0_vsharp_path(acquisition):
