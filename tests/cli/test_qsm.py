@@ -250,7 +250,8 @@ def test_cli_whole_brain_recipe_is_the_default(tmp_path, fake):
     write_megre_subject(tmp_path / "bids", _tiny_sim(n_echoes=3))
     assert main(["qsm", str(tmp_path / "bids"), str(tmp_path / "out"), "--no-progress"]) == 0
     call = fake.calls[-1]
-    assert call["method"] == "medi0" and call["background"] == "pdf" and call["lambda_"] == 1000.0 and call["solver"] == "gncg"
+    assert call["method"] == "medi0" and call["background"] == "pdf"
+    assert call["lambda_"] == "auto" and call["solver"] == "admm"
     assert call["smv_radius_mm"] == 5.0 and call["merit"] is True
     assert call["fill_rim"] == "medi" and call["background_options"] == {"max_iter": 100}
     side = json.loads((tmp_path / "out/sub-01/anat/sub-01_Chimap.json").read_text())

@@ -183,14 +183,25 @@ def gradient_mask(magnitude, mask, *, voxel_size, percentage=0.9):
         gr.diff(mag, d, g[d])
         np.abs(g[d], out=g[d])
         g[d] /= vs[d]
-    n_edges = int(round(pct * int(np.count_nonzero(mask))))
-    flat = g.ravel()
-    n_edges = min(n_edges, flat.size)
+    del mag
+    flat = g.reshape(-1)
+    n_edges = min(int(round(pct * int(np.count_nonzero(mask)))), flat.size)
     if n_edges <= 0:
         return np.ones(g.shape, bool)
+    if n_edges >= flat.size:
+        return g <= -1.0
     # threshold = the n_edges-th largest gradient: exactly n_edges values lie strictly above it
-    # (up to ties), the count the toolbox reaches by raising its threshold in 5 % steps
-    thr = np.partition(flat, flat.size - n_edges - 1)[flat.size - n_edges - 1] if n_edges < flat.size else -1.0
+    # (up to ties), the count the toolbox reaches by raising its threshold in 5 % steps. Most
+    # values are exactly 0 (outside the mask), which np.partition handles slowly; the threshold is
+    # an order statistic from the top, so it lies among the positive values unless the edges
+    # outnumber them (then it is 0): selecting among those gives the same threshold ~40x faster.
+    pos = flat[flat > 0]
+    if n_edges < pos.size:
+        k = pos.size - n_edges - 1
+        thr = np.partition(pos, k)[k]
+    else:
+        thr = 0.0
+    del pos
     return g <= thr
 
 

@@ -35,18 +35,21 @@ DEFAULT_PDF_MAX_ITER = 100
 
 #: Named sets of :func:`~analysis.imaging.qsm.pipeline.reconstruct_megre` keywords for
 #: ``--recipe``. ``whole-brain`` (the default) is the toolbox's ``MEDI_full_process`` with PDF run
-#: to :data:`DEFAULT_PDF_MAX_ITER` iterations and χ on the whole mask (the SMV-eroded rim
-#: filled; on the 2 mm phantom NRMSE 22.0 % over 100 % of the mask, thalamus −1.0 ppb);
-#: ``medi-full-process`` is ``MEDI_full_process`` itself (χ on the mask eroded by 5 mm: 16.7 % over
-#: 79 % of the mask); ``plain`` is PDF + MEDI with the toolbox's ``MEDI_L1`` defaults, which
-#: leaves errors at the brain edge (53 %).
+#: to :data:`DEFAULT_PDF_MAX_ITER` iterations, χ on the whole mask (the SMV-eroded rim filled),
+#: λ chosen from the data and the ADMM solver (2 mm simple phantom, SNR 100: NRMSE 19.5 % over
+#: 100 % of the mask, thalamus − CSF −0.4 ppb, inversion 1.4 s; with the toolbox's λ 1000 and
+#: Gauss–Newton: 22.0 %, −1.0 ppb, 11 s. Realistic phantom: 48 % and −9.4 ppb against 95 % and
+#: −11.4 ppb: with the true local field, the SMV high-pass alone costs about 8 ppb of thalamic contrast there);
+#: ``medi-full-process`` is ``MEDI_full_process`` itself (λ 1000, Gauss–Newton, χ on the mask
+#: eroded by 5 mm: 16.7 % over 79 % of the mask); ``plain`` is PDF + MEDI (λ chosen from the data),
+#: which leaves errors at the brain edge.
 RECIPES = {
-    "whole-brain": {"background": "pdf", "method": "medi0", "lambda_": 1000.0, "solver": "gncg",
+    "whole-brain": {"background": "pdf", "method": "medi0", "lambda_": "auto", "solver": "admm",
                     "smv_radius_mm": DEFAULT_SMV_RADIUS_MM, "merit": True, "fill_rim": "medi",
                     "background_options": {"max_iter": DEFAULT_PDF_MAX_ITER}},
     "medi-full-process": {"background": "pdf", "method": "medi0", "lambda_": 1000.0, "solver": "gncg",
                 "smv_radius_mm": DEFAULT_SMV_RADIUS_MM, "merit": True},
-    "plain": {"background": "pdf", "method": "medi", "lambda_": 1000.0, "solver": "gncg"},
+    "plain": {"background": "pdf", "method": "medi", "lambda_": "auto", "solver": "admm"},
 }
 #: The default recipe as keyword arguments of ``reconstruct_megre`` / a recipe of
 #: ``reconstruct_recipes`` (χ on the whole mask).
