@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_imaging_cohort.py [--n-subjects 4] [--resolution 2.0] [--workers 1 2]
-                                              [--cohort data/cohort.csv] [--snr 100]
+                                              [--cohort data/cohort.csv] [--snr 100] [--solver admm gncg]
 
 Each worker count runs the same ``--n-subjects`` subjects from scratch (a fresh temporary work
 folder, so nothing is reused) with :func:`analysis.simulation.imaging_cohort.run_imaging_cohort`, and prints
@@ -37,19 +37,28 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--cohort", default="data/cohort.csv")
     ap.add_argument("--seed", type=int, default=20180301)
+    ap.add_argument("--solver", nargs="+", default=["admm"], choices=["admm", "gncg"],
+                    help="MEDI solver(s) to compare (default admm; 'admm gncg' gives before/after)")
     args = ap.parse_args(argv)
 
-    from analysis.stats.agreement import bland_altman, icc
     from analysis.cohort.dictionary import load_cohort
-    from analysis.simulation.imaging_cohort import ImagingSettings, example_cohort, run_imaging_cohort
+    from analysis.simulation.imaging_cohort import ImagingSettings, example_cohort
 
     if Path(args.cohort).is_file():
         cohort, source = load_cohort(args.cohort), args.cohort
     else:
         cohort, source = example_cohort(max(args.n_subjects, 8), seed=1), "example_cohort (random)"
-    settings = ImagingSettings(resolution_mm=args.resolution, snr=args.snr, seed=args.seed)
     print(f"imaging cohort benchmark: {args.n_subjects} SIMULATED subjects from {source}, "
           f"{args.resolution:g} mm, SNR {args.snr:g}; {os.cpu_count()} CPU cores, {platform.node()}")
+    for solver in args.solver:
+        settings = ImagingSettings(resolution_mm=args.resolution, snr=args.snr, seed=args.seed, solver=solver)
+        _run(cohort, settings, args, label=f"solver {solver}")
+
+
+def _run(cohort, settings, args, *, label):
+    from analysis.stats.agreement import bland_altman, icc
+    from analysis.simulation.imaging_cohort import run_imaging_cohort
+
     for n_jobs in args.workers:
         with tempfile.TemporaryDirectory(prefix="bench-imaging-") as work:
             t0 = time.perf_counter()
@@ -58,7 +67,7 @@ def main(argv=None):
             wall = time.perf_counter() - t0
         ok = run.ok
         med = ok[["seconds_phantom", "seconds_reconstruction", "seconds_measurement", "seconds_total"]].median()
-        line = (f"n_jobs={n_jobs}: {len(ok)}/{len(run.results)} subjects in {wall:.1f} s = "
+        line = (f"{label}, n_jobs={n_jobs}: {len(ok)}/{len(run.results)} subjects in {wall:.1f} s = "
                 f"{60.0 * len(run.results) / wall:.2f} subjects/min; per subject (median) "
                 f"{med['seconds_total']:.1f} s = phantom {med['seconds_phantom']:.1f} + reconstruction "
                 f"{med['seconds_reconstruction']:.1f} + measurement {med['seconds_measurement']:.1f} s")

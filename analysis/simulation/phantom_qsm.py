@@ -65,7 +65,7 @@ PHANTOM_LAMBDA = 2000.0
 
 def reconstruct_phantom(phantom, *, snr=100.0, seed=0, background="pdf",
                         vsharp_max_radius_mm=25.0, method="medi0", lambda_=PHANTOM_LAMBDA, progress=False,
-                        smv_radius_mm=None, merit=None):
+                        smv_radius_mm=None, merit=None, solver="admm"):
     """Simulate the phantom's multi-echo GRE acquisition and reconstruct its χ map.
 
     The phantom's own brain mask is used (:func:`analysis.imaging.qsm.pipeline.reconstruct_megre` with
@@ -104,6 +104,10 @@ def reconstruct_phantom(phantom, *, snr=100.0, seed=0, background="pdf",
         switches it off.
     merit : bool, optional
         MEDI's MERIT reweighting. Default (None): on whenever the SMV high-pass is.
+    solver : {'admm', 'gncg'}
+        MEDI's solver (:func:`analysis.imaging.qsm.medi`): ADMM (default) or the toolbox's
+        Gauss–Newton scheme; at λ 2000 both give the same accuracy on the phantom (see
+        ``benchmarks/bench_solvers.py``), ADMM in a fraction of the time.
 
     Returns
     -------
@@ -141,7 +145,7 @@ def reconstruct_phantom(phantom, *, snr=100.0, seed=0, background="pdf",
     kw = complete_recipe(background=background, method=method, lambda_=lambda_,
                          voxel_size_mm=phantom.voxel_size_mm, vsharp_max_radius_mm=vsharp_max_radius_mm,
                          csf_mask=np.isin(phantom.labels, LATERAL_VENTRICLES), smv_radius_mm=smv_radius_mm,
-                         merit=merit)
+                         merit=merit, solver=solver)
     sim = simulate_megre(phantom, snr=snr, seed=simulation_seed(seed))
     rec = reconstruct_megre(sim.magnitude, sim.phase, sim.echo_times_s,
                             voxel_size_mm=sim.voxel_size_mm, b0_tesla=sim.b0_tesla,

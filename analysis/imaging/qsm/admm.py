@@ -32,7 +32,6 @@ from .dipole import (
     _check_int,
     _check_range,
     _data_weight,
-    _Grad,
     _validate,
     gradient_mask,
 )
@@ -668,7 +667,9 @@ def medi_admm(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_di
         Also return a dict of iteration counts, timings, penalties, the grid and the mask used.
     workers : int, optional
         Threads for the FFTs and the voxel-wise steps (default
-        :data:`~analysis.imaging.qsm.kernels.FFT_WORKERS`).
+        :data:`~analysis.imaging.qsm.kernels.FFT_WORKERS`). The result is bitwise reproducible
+        for a given number of threads; across thread counts it agrees to about 1e-6 (relative),
+        as the float32 voxel-wise work is split into blocks per thread.
 
     Returns
     -------

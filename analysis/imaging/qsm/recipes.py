@@ -155,7 +155,7 @@ def check_lambda(lambda_):
 
 def complete_recipe(*, background="pdf", method="medi0", lambda_=1000.0, voxel_size_mm=None,
                     vsharp_max_radius_mm=25.0, csf_mask=None, smv_radius_mm=None, merit=None, fill_rim=None,
-                    pdf_max_iter=None):
+                    pdf_max_iter=None, solver="admm"):
     """Full :func:`~analysis.imaging.qsm.pipeline.reconstruct_megre` keywords from a study's few choices.
 
     The coupling rules of the toolbox's whole-brain recipe, written once for every simulation
@@ -189,6 +189,8 @@ def complete_recipe(*, background="pdf", method="medi0", lambda_=1000.0, voxel_s
     pdf_max_iter : int, optional
         PDF's CG iterations (default: PDF's own, the toolbox's 30; the ``whole-brain`` recipe
         uses :data:`DEFAULT_PDF_MAX_ITER`).
+    solver : {'admm', 'gncg'}
+        MEDI's solver (see :func:`analysis.imaging.qsm.medi`; ignored for TKD).
 
     Returns
     -------
@@ -217,7 +219,9 @@ def complete_recipe(*, background="pdf", method="medi0", lambda_=1000.0, voxel_s
             raise ValueError("smv_radius_mm, merit and fill_rim are MEDI options; method='tkd' takes none of them")
         return kw
     kw["lambda_"] = check_lambda(lambda_)
-    kw["solver"] = "gncg"   # the solver these recipes were validated with (see RECIPES)
+    if solver not in ("admm", "gncg"):
+        raise ValueError(f"solver must be 'admm' or 'gncg', got {solver!r}")
+    kw["solver"] = solver
     if smv_radius_mm is None:
         smv_radius_mm = DEFAULT_SMV_RADIUS_MM if background != "vsharp" else 0.0
     if merit is None:

@@ -73,7 +73,9 @@ class ImagingSettings:
     method : {'medi0', 'medi', 'tkd'}
         Dipole inversion (default MEDI+0 with the lateral ventricles as CSF mask).
     lambda_ : float
-        MEDI data weight (default :data:`analysis.simulation.phantom_qsm.PHANTOM_LAMBDA`, ``"auto"``).
+        MEDI data weight (default :data:`analysis.simulation.phantom_qsm.PHANTOM_LAMBDA`, 2000).
+    solver : {'admm', 'gncg'}
+        MEDI's solver (default ADMM; ``'gncg'``: the toolbox's Gauss–Newton scheme).
     n_lesions : int
         Number of lesions the T2 lesion volume is split into.
     vein_threshold_mad : float
@@ -102,6 +104,7 @@ class ImagingSettings:
     vsharp_max_radius_mm: float = 25.0
     method: str = "medi0"
     lambda_: float | str = PHANTOM_LAMBDA
+    solver: str = "admm"
     n_lesions: int = 6
     vein_threshold_mad: float = 3.0
     qsm_route: str = "phantom"
@@ -125,6 +128,8 @@ class ImagingSettings:
             bad("vsharp_max_radius_mm", "must be at least one voxel")
         if self.method not in ("medi", "medi0", "tkd"):
             bad("method", "must be 'medi', 'medi0' or 'tkd'")
+        if self.solver not in ("admm", "gncg"):
+            bad("solver", "must be 'admm' or 'gncg'")
         try:
             check_lambda(self.lambda_)
         except ValueError:

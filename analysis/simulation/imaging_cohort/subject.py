@@ -151,7 +151,7 @@ def _reconstruct(phantom, seed, settings, scratch):
         chi_img, rec, _ = reconstruct_phantom(
             phantom, snr=settings.snr, seed=seed, background=settings.background,
             vsharp_max_radius_mm=settings.vsharp_max_radius_mm, method=settings.method,
-            lambda_=settings.lambda_)
+            lambda_=settings.lambda_, solver=settings.solver)
         return chi_img, rec["chi_ppm"], rec["mask"]
 
     # BIDS route: the acquisition as files, reconstructed by the same code as ``python -m analysis qsm``
@@ -161,7 +161,7 @@ def _reconstruct(phantom, seed, settings, scratch):
     write_megre_subject(bids_dir, sim, subject=label, phantom=phantom, write_truth_files=True)
     opts = complete_recipe(background=settings.background, method=settings.method, lambda_=settings.lambda_,
                            voxel_size_mm=phantom.voxel_size_mm, vsharp_max_radius_mm=settings.vsharp_max_radius_mm,
-                           csf_mask=np.isin(phantom.labels, LATERAL_VENTRICLES))
+                           csf_mask=np.isin(phantom.labels, LATERAL_VENTRICLES), solver=settings.solver)
     method, lambda_ = opts.pop("method"), opts.pop("lambda_", None)
     reconstruct_dataset(bids_dir, qsm_dir, participant_label=label, recipe="plain", method=method, lambda_=lambda_,
                         brain_mask_dir=bids_dir / "derivatives" / "truth", save_fields=False, progress=False, **opts)

@@ -114,7 +114,9 @@ def test_dask_cluster_gives_the_joblib_results(joblib_run, tmp_path):
     got = run.results.set_index("subject_id")
     for col in ic.RESULT_KEYS:
         if col.startswith(("measured_", "true_", "target_")) or col in ("seed", "thalamus_scale", "index"):
-            np.testing.assert_allclose(got[col].astype(float), ref[col].astype(float), rtol=1e-9, atol=1e-9,
+            # rtol 1e-6: the ADMM solver is bitwise reproducible for a given thread count, and agrees to
+            # ~1e-7 (relative) across thread counts (its float32 block reductions), which differ here
+            np.testing.assert_allclose(got[col].astype(float), ref[col].astype(float), rtol=1e-6, atol=1e-9,
                                        err_msg=col)
     assert (got["fingerprint"] == ref["fingerprint"]).all()
 
@@ -139,6 +141,7 @@ def test_bids_route_measures_the_same_as_the_in_memory_route(joblib_run):
     assert res["status"] == "ok", res["error"]
     ref = joblib_run.results.set_index("subject_id").loc[GOOD[0]]
     for c in ic.SIMULATED_COLUMNS:
-        assert res[f"measured_{c}"] == pytest.approx(ref[f"measured_{c}"], abs=1e-6), c
-    assert res["reconstruction_nrmse_percent"] == pytest.approx(ref["reconstruction_nrmse_percent"], abs=1e-6)
+        assert res[f"measured_{c}"] == pytest.approx(ref[f"measured_{c}"], rel=1e-6, abs=1e-6), c
+    # ADMM agrees to ~1e-7 (relative) across thread counts (see test_dask_cluster_gives_the_joblib_results)
+    assert res["reconstruction_nrmse_percent"] == pytest.approx(ref["reconstruction_nrmse_percent"], rel=1e-6)
     assert res["fingerprint"] != ref["fingerprint"]            # the route is part of the settings
