@@ -426,7 +426,7 @@ def figure_lambda_sweep(table, maps, masks, affine, *, z_mm=None, show=(0.1, 1.0
     need = {"factor", "lambda_normalised", "gradient_l1", "auto"}
     if not need <= set(table.columns):
         raise ValueError(f"table lacks columns {sorted(need - set(table.columns))}")
-    fig = plt.figure(figsize=(12, 7.5))
+    fig = plt.figure(figsize=(12, 8), layout="constrained")
     grid = fig.add_gridspec(2, 3, height_ratios=(1.0, 1.3))
     ax_err, ax_tv = fig.add_subplot(grid[0, :2]), fig.add_subplot(grid[0, 2])
     x = table["lambda_normalised"].to_numpy(float)
@@ -441,10 +441,10 @@ def figure_lambda_sweep(table, maps, masks, affine, *, z_mm=None, show=(0.1, 1.0
     ax_err.set_xlabel("normalised λ (λ × σ of the field in rad)")
     ax_err.axvspan(x.min(), x[auto].min(), color="tab:orange", alpha=0.08)
     ax_err.axvspan(x[auto].max(), x.max(), color="tab:purple", alpha=0.08)
-    ax_err.text(0.02, 0.95, "too much regularisation", transform=ax_err.transAxes, va="top", color="tab:orange")
-    ax_err.text(0.98, 0.95, "too little", transform=ax_err.transAxes, va="top", ha="right", color="tab:purple")
+    ax_err.text(0.02, 0.04, "← too much regularisation", transform=ax_err.transAxes, va="bottom", color="tab:orange")
+    ax_err.text(0.98, 0.04, "too little →", transform=ax_err.transAxes, va="bottom", ha="right", color="tab:purple")
     if "nrmse_pct" in table:
-        ax_err.legend(loc="lower center")
+        ax_err.legend(loc="upper center")
     panel_label(ax_err, "A")
     ax_tv.plot(x, table["gradient_l1"], "o-", color="0.3")
     ax_tv.plot(x[auto], table["gradient_l1"][auto], "*", ms=16, color="tab:red")
