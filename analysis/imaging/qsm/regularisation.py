@@ -1,11 +1,17 @@
-"""Automatic choice of MEDI's regularisation weight λ from the data.
+"""Rules for MEDI's regularisation weight λ read off a sweep of solves, for comparison and teaching.
 
-:func:`choose_lambda` picks the data weight λ of :func:`~analysis.imaging.qsm.dipole.medi` (or of
-:func:`~analysis.imaging.qsm.admm.medi_admm`, same objective) by solving the inversion for a few λ
-and reading a criterion off the solutions; :func:`plot_lambda_choice` draws the sweep (L-curve and
-criterion) for teaching "too little / too much regularisation".
+The solvers' own automatic choice (``lambda_="auto"``, the default of
+:func:`~analysis.imaging.qsm.dipole.medi`) is the closed-form rule of
+:mod:`analysis.imaging.qsm._lambda`: no extra solve, validated within 10 % of the best swept λ on
+the realistic phantom. This module keeps the rules that need a sweep — :func:`choose_lambda`
+(locality, L-curve, discrepancy) and :func:`plot_lambda_choice` — and :func:`lambda_sweep`, which
+solves at multiples of the automatic λ to show what too little and too much regularisation do
+(notebook 01). :func:`choose_lambda` runs the Gauss–Newton solver by default, on which its rules
+were written; on the realistic phantom with the ADMM solver the locality rule chose λ up to 10×
+too small (NRMSE up to 1.4× the best; ``benchmarks/bench_lambda.py --method locality``), which is
+one reason it is not the default.
 
-**Default rule: locality of the fit** (``method="locality"``). MEDI solves for χ on the whole FFT
+**Locality of the fit** (``method="locality"``). MEDI solves for χ on the whole FFT
 grid; outside the brain mask the data weight is 0, so χ there is free up to the gradient
 penalty. A local field that is what the model says — the field of sources *inside* the mask — is
 explained by χ inside the mask. What the model cannot explain that way — residual background
@@ -46,8 +52,8 @@ exactly the non-local components that q measures: q is then ~10⁻⁵ at every �
 information (on the phantom's whole-brain recipe, SMV 5 mm + MERIT + MEDI+0, the rule picked
 λ ≈ 7·10⁵ for an NRMSE of 51 % where λ = 2000 gives 19 %). ``method="locality"`` refuses it.
 
-Measured with :func:`~analysis.imaging.qsm.dipole.medi` on the 2 mm head phantom
-(``benchmarks/bench_lambda.py``): exact local fields with noise for SNR 50–200, ΔTE 2.4 ms, 7 T
+Measured with :func:`~analysis.imaging.qsm.dipole.medi` (Gauss–Newton) on the 2 mm simple head phantom
+(``benchmarks/bench_lambda.py --solver medi --method locality --realism simple``): exact local fields with noise for SNR 50–200, ΔTE 2.4 ms, 7 T
 and without magnitude, the chosen λ gives an NRMSE within 10 % of the best λ of a sweep; on PDF
 local fields, with and without magnitude and noise map, it picks λ ≈ 40–100 (the best of the
 sweep) where the toolbox's λ = 1000 is 30–40 % worse.
