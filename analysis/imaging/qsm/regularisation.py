@@ -52,9 +52,9 @@ exactly the non-local components that q measures: q is then ~10⁻⁵ at every �
 information (on the phantom's whole-brain recipe, SMV 5 mm + MERIT + MEDI+0, the rule picked
 λ ≈ 7·10⁵ for an NRMSE of 51 % where λ = 2000 gives 19 %). ``method="locality"`` refuses it.
 
-Measured with :func:`~analysis.imaging.qsm.dipole.medi` (Gauss–Newton) on the 2 mm simple head phantom
-(``benchmarks/bench_lambda.py --solver medi --method locality --realism simple``): exact local fields with noise for SNR 50–200, ΔTE 2.4 ms, 7 T
-and without magnitude, the chosen λ gives an NRMSE within 10 % of the best λ of a sweep; on PDF
+Measured with :func:`~analysis.imaging.qsm.dipole.medi` (Gauss–Newton) on the 2 mm simple head
+phantom (``benchmarks/bench_lambda.py --solver medi --method locality --realism simple``): exact
+local fields with noise for SNR 50–200, ΔTE 2.4 ms, 7 T and without magnitude, the chosen λ gives an NRMSE within 10 % of the best λ of a sweep; on PDF
 local fields, with and without magnitude and noise map, it picks λ ≈ 40–100 (the best of the
 sweep) where the toolbox's λ = 1000 is 30–40 % worse.
 
