@@ -54,9 +54,10 @@ information (on the phantom's whole-brain recipe, SMV 5 mm + MERIT + MEDI+0, the
 
 Measured with :func:`~analysis.imaging.qsm.dipole.medi` (Gauss–Newton) on the 2 mm simple head
 phantom (``benchmarks/bench_lambda.py --solver medi --method locality --realism simple``): exact
-local fields with noise for SNR 50–200, ΔTE 2.4 ms, 7 T and without magnitude, the chosen λ gives an NRMSE within 10 % of the best λ of a sweep; on PDF
-local fields, with and without magnitude and noise map, it picks λ ≈ 40–100 (the best of the
-sweep) where the toolbox's λ = 1000 is 30–40 % worse.
+local fields with noise for SNR 50–200, ΔTE 2.4 ms, 7 T and without magnitude, the chosen λ
+gives an NRMSE within 10 % of the best λ of a sweep; on PDF local fields, with and without
+magnitude and noise map, it picks λ ≈ 40–100 (the best of the sweep) where the toolbox's
+λ = 1000 is 30–40 % worse.
 
 **Other rules.** ``method="lcurve"``: the classical L-curve corner, the point of maximum curvature
 of (log ρ, log ‖M_G∇χ‖₁) over a log-spaced grid (Hansen 1992); kept for comparison — on MEDI
