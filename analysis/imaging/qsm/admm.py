@@ -24,29 +24,17 @@ import numpy as np
 import scipy.fft as sfft
 from tqdm.auto import tqdm
 
-from ._lambda import resolve_lambda
 from .dipole import (
+    DATA_TERMS,
     DEFAULT_B0_TESLA,
     DEFAULT_DELTA_TE_S,
-    _as_bool_mask,
     _check_int,
     _check_range,
-    _data_weight,
-    _validate,
-    gradient_mask,
+    _output_mask,
+    _prepare,
+    _to_ppm,
 )
-from .fit import rad_per_ppm
-from .kernels import (
-    FFT_WORKERS,
-    as_direction,
-    as_voxel_size,
-    crop_array,
-    dipole_kernel,
-    fast_shape,
-    mask_bounding_box,
-    pad_array,
-    sphere_kernel,
-)
+from .kernels import pad_array
 
 __all__ = ["medi_admm", "medi_objective", "DATA_TERMS"]
 
@@ -56,97 +44,6 @@ MU_DATA = 0.2
 MU_CSF = 0.01
 RELAXATION = 1.7
 TOL = 5e-3
-
-#: Data terms: ``'nonlinear'`` λ‖w(e^{i d⊛χ} − e^{iφ})‖² (MEDI's), ``'linear'`` λ‖w(d⊛χ − φ)‖².
-DATA_TERMS = ("nonlinear", "linear")
-
-
-# --------------------------------------------------------------------------------------------
-# the problem on the FFT grid (the preprocessing of dipole.medi, step for step)
-
-
-class _Problem:
-    """MEDI's problem on the padded FFT grid, in radians (see :func:`_prepare`)."""
-
-    __slots__ = ("shape", "box", "sl", "grid", "vs", "d", "phi", "w", "wg", "mask", "csf", "csf_user", "lam",
-                 "lam_csf", "scale", "nonlinear", "noise", "workers", "lambda_record")
-
-
-def _prepare(local_field, mask, magnitude, *, voxel_size, noise_std, b0_direction, lambda_, delta_te_s,
-             b0_tesla, percentage, csf_mask, lambda_csf, smv_radius_mm, pad, data_term, workers):
-    """Validate the inputs and build MEDI's problem exactly as :func:`dipole.medi` does.
-
-    Crop to the mask's bounding box, pad to a 5-smooth grid, convert the field to radians per ΔTE,
-    normalise the noise map, edge mask on the padded magnitude, optional SMV high-pass of field,
-    kernel and noise with the mask eroded, data weights normalised to mean 1.
-    """
-    f, m, mag, noise = _validate(local_field, mask, magnitude, noise_std)
-    if mag is None:
-        raise ValueError("magnitude is required by MEDI (edge mask)")
-    vs = as_voxel_size(voxel_size)
-    b0 = as_direction(b0_direction)
-    if not (isinstance(lambda_, str) and lambda_.strip().lower() == "auto"):
-        _check_range(lambda_, "lambda_", 0.0, np.inf)
-    lam_csf = _check_range(lambda_csf, "lambda_csf", 0.0, np.inf, lo_open=False)
-    scale = rad_per_ppm(delta_te_s=delta_te_s, b0_tesla=b0_tesla)
-    pad = _check_int(pad, "pad", lo=0)
-    if data_term not in DATA_TERMS:
-        raise ValueError(f"data_term must be one of {list(DATA_TERMS)}, got {data_term!r}")
-    csf = None
-    if csf_mask is not None:
-        csf = _as_bool_mask(csf_mask, f.shape, "csf_mask") & m
-        if not csf.any():
-            raise ValueError("csf_mask has no voxel inside the mask")
-    if smv_radius_mm is not None:
-        smv_radius_mm = _check_range(smv_radius_mm, "smv_radius_mm", 0.0, np.inf)
-    workers = FFT_WORKERS if workers is None else workers
-
-    box = mask_bounding_box(m)
-    shp = fast_shape(tuple(s.stop - s.start for s in box), pad=pad)
-    mp, sl = pad_array(m[box], shp, dtype=bool)
-    phi, _ = pad_array(np.where(m, f, 0.0)[box] * scale, shp)  # rad per ΔTE
-    magp, _ = pad_array(np.where(m, mag, 0.0)[box], shp)
-    if noise is not None:
-        noise = noise / float(np.median(noise[m]))  # as medi: only relative noise matters
-    noisep = None if noise is None else pad_array(np.where(m, noise, 1.0)[box], shp, dtype=np.float64)[0]
-    csfp = None if csf is None else pad_array(csf[box], shp, dtype=bool)[0]
-    d = dipole_kernel(shp, voxel_size=vs, b0_direction=b0)
-    wg = gradient_mask(magp, mp, voxel_size=vs, percentage=percentage)
-    del magp
-    if smv_radius_mm is not None:
-        s = sphere_kernel(shp, radius_mm=float(smv_radius_mm), voxel_size=vs)
-
-        def sconv(x):
-            return sfft.irfftn(sfft.rfftn(x, workers=workers) * s, s=shp, workers=workers)
-
-        mp = sconv(mp.astype(np.float32)) > 0.999
-        if not mp.any():
-            raise ValueError("mask is empty after the SMV erosion; lower smv_radius_mm")
-        phi = (phi - sconv(phi)) * mp
-        if noisep is not None:
-            noisep = np.sqrt(np.maximum(sconv(noisep.astype(np.float32) ** 2), 0.0) + noisep**2)
-        d = ((1.0 - s) * d).astype(np.float32)
-        if csfp is not None:
-            csfp &= mp
-            if not csfp.any():
-                raise ValueError("csf_mask has no voxel inside the mask eroded by the SMV radius "
-                                 f"({float(smv_radius_mm):g} mm)")
-    lam, pr_lambda = resolve_lambda(lambda_, phi, mp)
-    pr = _Problem()
-    pr.lambda_record = pr_lambda
-    pr.shape, pr.box, pr.sl, pr.grid, pr.vs = f.shape, box, sl, shp, vs
-    pr.d = d
-    pr.phi = np.ascontiguousarray(phi, dtype=np.float32)
-    pr.noise = noisep
-    pr.w = _data_weight(noisep, mp)
-    pr.wg = wg
-    pr.mask = mp
-    pr.csf_user = csf
-    pr.csf = csfp if (csfp is not None and lam_csf > 0 and csfp.any()) else None
-    pr.lam, pr.lam_csf, pr.scale = lam, lam_csf, scale
-    pr.nonlinear = data_term == "nonlinear"
-    pr.workers = workers
-    return pr
 
 
 def _objective_grid(pr, x, *, epsilon=0.0):
@@ -762,25 +659,12 @@ def medi_admm(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_di
                   b0_direction=b0_direction, lambda_=lambda_, delta_te_s=delta_te_s, b0_tesla=b0_tesla,
                   percentage=percentage, csf_mask=csf_mask, lambda_csf=lambda_csf, smv_radius_mm=smv_radius_mm,
                   pad=pad, data_term=data_term, workers=workers)
-    out_mask = np.zeros(pr.shape, bool)
-    out_mask[pr.box] = crop_array(pr.mask, pr.sl)
+    out_mask = _output_mask(pr)
     x, info = _solve(pr, max_iter=max_iter, tol=tol, mu_gradient=mu_gradient, mu_data=mu_data, mu_csf=mu_csf,
                      alpha=relaxation, newton_steps=newton_steps, merit=bool(merit), merit_every=merit_every,
                      progress=progress, objective=bool(return_info))
-    chi = np.zeros(pr.shape, np.float32)
-    chi[pr.box] = crop_array(x, pr.sl) / np.float32(pr.scale)
+    chi, chi_unmasked = _to_ppm(pr, x, out_mask, zero_reference=zero_reference, keep_unmasked=bool(return_info))
     del x
-    chi_unmasked = chi.copy() if return_info else None
-    chi[~out_mask] = 0.0
-    if pr.csf_user is not None and zero_reference:
-        sel = pr.csf_user & out_mask
-        if not sel.any():
-            raise ValueError("csf_mask has no voxel inside the mask: cannot zero-reference")
-        ref = np.float32(chi[sel].mean())
-        chi -= ref
-        chi[~out_mask] = 0.0
-        if chi_unmasked is not None:
-            chi_unmasked -= ref
     if return_info:
         info.update(**pr.lambda_record, solver="admm")
         info.update(seconds=time.perf_counter() - t_start, grid_shape=pr.grid, rad_per_ppm=pr.scale, mask=out_mask,

@@ -322,6 +322,127 @@ def _data_weight(noise, mask):
     return (w / mean).astype(np.float32)
 
 
+#: Data terms: ``'nonlinear'`` λ‖w(e^{i d⊛χ} − e^{iφ})‖² (MEDI's), ``'linear'`` λ‖w(d⊛χ − φ)‖².
+DATA_TERMS = ("nonlinear", "linear")
+
+
+# --------------------------------------------------------------------------------------------
+# the problem on the FFT grid (shared by both solvers)
+
+
+class _Problem:
+    """MEDI's problem on the padded FFT grid, in radians (see :func:`_prepare`)."""
+
+    __slots__ = ("shape", "box", "sl", "grid", "vs", "d", "phi", "w", "wg", "mask", "csf", "csf_user", "lam",
+                 "lam_csf", "scale", "nonlinear", "noise", "workers", "lambda_record")
+
+
+def _prepare(local_field, mask, magnitude, *, voxel_size, noise_std, b0_direction, lambda_, delta_te_s,
+             b0_tesla, percentage, csf_mask, lambda_csf, smv_radius_mm, pad, data_term, workers):
+    """Validate the inputs and build MEDI's problem on the FFT grid (both solvers start here).
+
+    Crop to the mask's bounding box, pad to a 5-smooth grid, convert the field to radians per ΔTE,
+    normalise the noise map, edge mask on the padded magnitude, optional SMV high-pass of field,
+    kernel and noise with the mask eroded, data weights normalised to mean 1.
+    """
+    f, m, mag, noise = _validate(local_field, mask, magnitude, noise_std)
+    if mag is None:
+        raise ValueError("magnitude is required by MEDI (edge mask)")
+    vs = as_voxel_size(voxel_size)
+    b0 = as_direction(b0_direction)
+    if not (isinstance(lambda_, str) and lambda_.strip().lower() == "auto"):
+        _check_range(lambda_, "lambda_", 0.0, np.inf)
+    lam_csf = _check_range(lambda_csf, "lambda_csf", 0.0, np.inf, lo_open=False)
+    scale = rad_per_ppm(delta_te_s=delta_te_s, b0_tesla=b0_tesla)
+    pad = _check_int(pad, "pad", lo=0)
+    if data_term not in DATA_TERMS:
+        raise ValueError(f"data_term must be one of {list(DATA_TERMS)}, got {data_term!r}")
+    csf = None
+    if csf_mask is not None:
+        csf = _as_bool_mask(csf_mask, f.shape, "csf_mask") & m
+        if not csf.any():
+            raise ValueError("csf_mask has no voxel inside the mask")
+    if smv_radius_mm is not None:
+        smv_radius_mm = _check_range(smv_radius_mm, "smv_radius_mm", 0.0, np.inf)
+    workers = FFT_WORKERS if workers is None else workers
+
+    box = mask_bounding_box(m)
+    shp = fast_shape(tuple(s.stop - s.start for s in box), pad=pad)
+    mp, sl = pad_array(m[box], shp, dtype=bool)
+    phi, _ = pad_array(np.where(m, f, 0.0)[box] * scale, shp)  # rad per ΔTE
+    magp, _ = pad_array(np.where(m, mag, 0.0)[box], shp)
+    if noise is not None:
+        # only relative noise matters: scale it to median 1 inside the mask (and 1 outside), so
+        # that the result does not depend on its unit — the float32 SMV filtering of N_std² below
+        # has a round-off of ~1e-7 × its largest value, which swamped noise given in ppm (~1e-4)
+        # next to the padding's 1.0
+        noise = noise / float(np.median(noise[m]))
+    noisep = None if noise is None else pad_array(np.where(m, noise, 1.0)[box], shp, dtype=np.float64)[0]
+    csfp = None if csf is None else pad_array(csf[box], shp, dtype=bool)[0]
+    d = dipole_kernel(shp, voxel_size=vs, b0_direction=b0)
+    wg = gradient_mask(magp, mp, voxel_size=vs, percentage=percentage)
+    del magp
+    if smv_radius_mm is not None:
+        s = sphere_kernel(shp, radius_mm=float(smv_radius_mm), voxel_size=vs)
+
+        def sconv(x):
+            return sfft.irfftn(sfft.rfftn(x, workers=workers) * s, s=shp, workers=workers)
+
+        mp = sconv(mp.astype(np.float32)) > 0.999
+        if not mp.any():
+            raise ValueError("mask is empty after the SMV erosion; lower smv_radius_mm")
+        phi = (phi - sconv(phi)) * mp
+        if noisep is not None:
+            noisep = np.sqrt(np.maximum(sconv(noisep.astype(np.float32) ** 2), 0.0) + noisep**2)
+        d = ((1.0 - s) * d).astype(np.float32)
+        if csfp is not None:
+            csfp &= mp
+            if not csfp.any():
+                raise ValueError("csf_mask has no voxel inside the mask eroded by the SMV radius "
+                                 f"({float(smv_radius_mm):g} mm)")
+    lam, pr_lambda = resolve_lambda(lambda_, phi, mp)
+    pr = _Problem()
+    pr.lambda_record = pr_lambda
+    pr.shape, pr.box, pr.sl, pr.grid, pr.vs = f.shape, box, sl, shp, vs
+    pr.d = d
+    pr.phi = np.ascontiguousarray(phi, dtype=np.float32)
+    pr.noise = noisep
+    pr.w = _data_weight(noisep, mp)
+    pr.wg = wg
+    pr.mask = mp
+    pr.csf_user = csf
+    pr.csf = csfp if (csfp is not None and lam_csf > 0 and csfp.any()) else None
+    pr.lam, pr.lam_csf, pr.scale = lam, lam_csf, scale
+    pr.nonlinear = data_term == "nonlinear"
+    pr.workers = workers
+    return pr
+
+def _output_mask(pr):
+    """Where the returned χ is defined: the (SMV-eroded) mask, on the input grid."""
+    out = np.zeros(pr.shape, bool)
+    out[pr.box] = crop_array(pr.mask, pr.sl)
+    return out
+
+
+def _to_ppm(pr, x, out_mask, *, zero_reference, keep_unmasked):
+    """χ in ppm on the input grid from the solution ``x`` (rad, FFT grid): 0 outside ``out_mask``,
+    zero-referenced to the CSF mask when asked; also the solution before masking (or None)."""
+    chi = np.zeros(pr.shape, np.float32)
+    chi[pr.box] = crop_array(x, pr.sl) / np.float32(pr.scale)
+    chi_unmasked = chi.copy() if keep_unmasked else None
+    chi[~out_mask] = 0.0
+    if pr.csf_user is not None and zero_reference:
+        sel = pr.csf_user & out_mask
+        if not sel.any():
+            raise ValueError("csf_mask has no voxel inside the mask: cannot zero-reference")
+        ref = np.float32(chi[sel].mean())
+        chi -= ref
+        chi[~out_mask] = 0.0
+        if chi_unmasked is not None:
+            chi_unmasked -= ref
+    return chi, chi_unmasked
+
+
 def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_direction=(0.0, 0.0, 1.0),
          lambda_="auto", delta_te_s=DEFAULT_DELTA_TE_S, b0_tesla=DEFAULT_B0_TESLA, percentage=0.9,
          max_iter=10, tol_norm_ratio=0.1, cg_max_iter=100, cg_tol=0.01, epsilon=1e-6, csf_mask=None,
@@ -424,70 +545,20 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
                          zero_reference=zero_reference, smv_radius_mm=smv_radius_mm, merit=merit, pad=pad,
                          progress=progress, return_info=return_info, workers=workers, **(admm_options or {}))
     t_start = time.perf_counter()
-    f, m, mag, noise = _validate(local_field, mask, magnitude, noise_std)
-    if mag is None:
-        raise ValueError("magnitude is required by MEDI (edge mask)")
-    vs = as_voxel_size(voxel_size)
-    b0 = as_direction(b0_direction)
-    if not (isinstance(lambda_, str) and lambda_.strip().lower() == "auto"):
-        _check_range(lambda_, "lambda_", 0.0, np.inf)
-    lam_csf = _check_range(lambda_csf, "lambda_csf", 0.0, np.inf, lo_open=False)
-    scale = rad_per_ppm(delta_te_s=delta_te_s, b0_tesla=b0_tesla)
     max_iter = _check_int(max_iter, "max_iter")
     cg_max_iter = _check_int(cg_max_iter, "cg_max_iter")
     tol_ratio = _check_range(tol_norm_ratio, "tol_norm_ratio", 0.0, np.inf)
     cg_tol = _check_range(cg_tol, "cg_tol", 0.0, 1.0, hi_open=True)
     eps = _check_range(epsilon, "epsilon", 0.0, np.inf)
-    pad = _check_int(pad, "pad", lo=0)
-    csf = None
-    if csf_mask is not None:
-        csf = _as_bool_mask(csf_mask, f.shape, "csf_mask") & m
-        if not csf.any():
-            raise ValueError("csf_mask has no voxel inside the mask")
     workers = FFT_WORKERS if workers is None else workers
-
-    # ---- crop to the mask's bounding box, pad to an FFT-friendly grid ------------------------
-    box = mask_bounding_box(m)
-    shp = fast_shape(tuple(s.stop - s.start for s in box), pad=pad)
-    mp, sl = pad_array(m[box], shp, dtype=bool)
-    phi, _ = pad_array(np.where(m, f, 0.0)[box] * scale, shp)  # rad per ΔTE
-    magp, _ = pad_array(np.where(m, mag, 0.0)[box], shp)
-    if noise is not None:
-        # only relative noise matters: scale it to median 1 inside the mask (and 1 outside), so
-        # that the result does not depend on its unit — the float32 SMV filtering of N_std² below
-        # has a round-off of ~1e-7 × its largest value, which swamped noise given in ppm (~1e-4)
-        # next to the padding's 1.0
-        noise = noise / float(np.median(noise[m]))
-    noisep = None if noise is None else pad_array(np.where(m, noise, 1.0)[box], shp, dtype=np.float64)[0]
-    csfp = None if csf is None else pad_array(csf[box], shp, dtype=bool)[0]
-    d = dipole_kernel(shp, voxel_size=vs, b0_direction=b0)
-    wg = gradient_mask(magp, mp, voxel_size=vs, percentage=percentage)
-
-    if smv_radius_mm is not None:
-        s = sphere_kernel(shp, radius_mm=float(smv_radius_mm), voxel_size=vs)
-
-        def sconv(x):
-            return sfft.irfftn(sfft.rfftn(x, workers=workers) * s, s=shp, workers=workers)
-
-        mp = sconv(mp.astype(np.float32)) > 0.999
-        if not mp.any():
-            raise ValueError("mask is empty after the SMV erosion; lower smv_radius_mm")
-        phi = (phi - sconv(phi)) * mp
-        if noisep is not None:
-            noisep = np.sqrt(np.maximum(sconv(noisep.astype(np.float32) ** 2), 0.0) + noisep**2)
-        d = ((1.0 - s) * d).astype(np.float32)
-        if csfp is not None:
-            csfp &= mp
-    lam, lambda_record = resolve_lambda(lambda_, phi, mp)
-    w = _data_weight(noisep, mp)
+    pr = _prepare(local_field, mask, magnitude, voxel_size=voxel_size, noise_std=noise_std,
+                  b0_direction=b0_direction, lambda_=lambda_, delta_te_s=delta_te_s, b0_tesla=b0_tesla,
+                  percentage=percentage, csf_mask=csf_mask, lambda_csf=lambda_csf, smv_radius_mm=smv_radius_mm,
+                  pad=pad, data_term="nonlinear", workers=workers)
+    shp, vs, d, phi, mp, wg = pr.grid, pr.vs, pr.d, pr.phi, pr.mask, pr.wg
+    lam, lam_csf, noisep, w = pr.lam, pr.lam_csf, pr.noise, pr.w
     w2 = w * w
-    if csfp is not None and not csfp.any():
-        raise ValueError("csf_mask has no voxel inside the mask eroded by the SMV radius "
-                         f"({float(smv_radius_mm):g} mm)")
-    if csfp is not None and lam_csf > 0:
-        csf_idx = np.flatnonzero(csfp.ravel())
-    else:
-        csf_idx = None
+    csf_idx = None if pr.csf is None else np.flatnonzero(pr.csf.ravel())
 
     # ---- operators ---------------------------------------------------------------------------
     grad = _Grad(shp, vs)
@@ -594,31 +665,18 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
             break
     bar.close()
 
-    chi = np.zeros(f.shape, np.float32)
-    chi[box] = crop_array(x, sl) / np.float32(scale)
-    chi_unmasked = chi.copy() if return_info else None
-    out_mask = np.zeros(f.shape, bool)
-    out_mask[box] = crop_array(mp, sl)
-    chi[~out_mask] = 0.0
-    if csf is not None and zero_reference:
-        sel = csf & out_mask
-        if not sel.any():
-            raise ValueError("csf_mask has no voxel inside the mask: cannot zero-reference")
-        ref = np.float32(chi[sel].mean())
-        chi -= ref
-        chi[~out_mask] = 0.0
-        if chi_unmasked is not None:
-            chi_unmasked -= ref
+    out_mask = _output_mask(pr)
+    chi, chi_unmasked = _to_ppm(pr, x, out_mask, zero_reference=zero_reference, keep_unmasked=bool(return_info))
     if return_info:
         info = {
-            **lambda_record,
+            **pr.lambda_record,
             "solver": "gncg",
             "n_gn": len(n_cg),
             "n_cg": n_cg,
             "update_ratio": ratios,
             "seconds": time.perf_counter() - t_start,
             "grid_shape": shp,
-            "rad_per_ppm": scale,
+            "rad_per_ppm": pr.scale,
             "mask": out_mask,
             "chi_unmasked": chi_unmasked,
         }
