@@ -358,12 +358,26 @@ def simulate_megre(phantom, *, echo_times_s=None, snr=100.0, b0_tesla=3.0, b0_di
     phase = np.empty(shape4, np.float32)
     for n, t in enumerate(te):
         s = (amp * np.exp(-r2s * np.float32(t))) * np.exp(1j * (phi0 + omega * np.float32(t)))
-        if sigma > 0:
-            noise = rng.standard_normal(size=phantom.shape + (2,), dtype=np.float32) * np.float32(sigma)
-            s = s + (noise[..., 0] + 1j * noise[..., 1])
-        s = s.astype(np.complex64, copy=False)
-        magnitude[..., n] = np.abs(s)
-        phase[..., n] = np.angle(s)
+        _store_echo(s, n, magnitude, phase, rng, sigma)
+    return _simulation(phantom, magnitude=magnitude, phase=phase, te=te, b0_tesla=b0_tesla, bdir=bdir,
+                       repetition_time_s=repetition_time_s, flip_angle_deg=flip_angle_deg, total=total,
+                       local=local, phi0=phi0, sigma=sigma, snr=snr, seed=seed)
+
+
+def _store_echo(s, n, magnitude, phase, rng, sigma):
+    """Add complex Gaussian noise (standard deviation ``sigma`` per channel) to echo ``n``'s signal
+    ``s`` and store its magnitude and phase in ``magnitude[..., n]`` and ``phase[..., n]``."""
+    if sigma > 0:
+        noise = rng.standard_normal(size=s.shape + (2,), dtype=np.float32) * np.float32(sigma)
+        s = s + (noise[..., 0] + 1j * noise[..., 1])
+    s = s.astype(np.complex64, copy=False)
+    magnitude[..., n] = np.abs(s)
+    phase[..., n] = np.angle(s)
+
+
+def _simulation(phantom, *, magnitude, phase, te, b0_tesla, bdir, repetition_time_s, flip_angle_deg, total, local,
+                phi0, sigma, snr, seed, **extra):
+    """The :class:`MegreSimulation` of one run (``extra``: ``forward``, ``oversample``)."""
     return MegreSimulation(
         magnitude=magnitude,
         phase=phase,
@@ -381,6 +395,7 @@ def simulate_megre(phantom, *, echo_times_s=None, snr=100.0, b0_tesla=3.0, b0_di
         noise_sigma=float(sigma),
         snr=None if sigma == 0 else float(snr),
         seed=seed,
+        **extra,
     )
 
 
@@ -422,35 +437,14 @@ def _simulate_megre_fine(phantom, *, te, snr, b0_tesla, bdir, flip_angle_deg, re
     phase = np.empty(shape4, np.float32)
     for n, t in enumerate(te):
         s = (clean[0] if n == 0 else voxel_signal(t)) * rot
-        if sigma > 0:
-            noise = rng.standard_normal(size=phantom.shape + (2,), dtype=np.float32) * np.float32(sigma)
-            s = s + (noise[..., 0] + 1j * noise[..., 1])
-        s = s.astype(np.complex64, copy=False)
-        magnitude[..., n] = np.abs(s)
-        phase[..., n] = np.angle(s)
+        _store_echo(s, n, magnitude, phase, rng, sigma)
     del omega, amp, r2s
     total = block_mean(total_f, f).astype(np.float32)
     local = block_mean(local_f, f).astype(np.float32)
-    return MegreSimulation(
-        magnitude=magnitude,
-        phase=phase,
-        echo_times_s=te,
-        b0_tesla=float(b0_tesla),
-        b0_direction=bdir,
-        affine=np.array(phantom.affine, dtype=float),
-        voxel_size_mm=tuple(float(v) for v in phantom.voxel_size_mm),
-        repetition_time_s=float(repetition_time_s) if repetition_time_s is not None else None,
-        flip_angle_deg=float(flip_angle_deg) if flip_angle_deg is not None else None,
-        total_field_ppm=total,
-        local_field_ppm=local,
-        background_field_ppm=(total - local).astype(np.float32),
-        phase_offset_rad=phi0,
-        noise_sigma=float(sigma),
-        snr=None if sigma == 0 else float(snr),
-        seed=seed,
-        forward="fine",
-        oversample=tuple(int(k) for k in f),
-    )
+    return _simulation(phantom, magnitude=magnitude, phase=phase, te=te, b0_tesla=b0_tesla, bdir=bdir,
+                       repetition_time_s=repetition_time_s, flip_angle_deg=flip_angle_deg, total=total,
+                       local=local, phi0=phi0, sigma=sigma, snr=snr, seed=seed, forward="fine",
+                       oversample=tuple(int(k) for k in f))
 
 
 def simulation_seed(seed):
