@@ -103,6 +103,24 @@ def estimate_noise_std(local_field, mask):
     return float(1.4826 * np.median(np.abs(h - np.median(h))) / np.sqrt(7.0 / 6.0))
 
 
+def validate_lambda(lambda_):
+    """Return ``"auto"`` or ``lambda_`` as a positive finite float; ``ValueError`` otherwise.
+
+    The solvers call it before any work, so that a bad ``lambda_`` fails fast; strings other than
+    ``"auto"`` (any case, surrounding spaces allowed) are refused.
+    """
+    if isinstance(lambda_, str):
+        if lambda_.strip().lower() != "auto":
+            raise ValueError(f"lambda_ must be a positive number or 'auto', got {lambda_!r}")
+        return "auto"
+    if isinstance(lambda_, bool) or not isinstance(lambda_, numbers.Real):
+        raise ValueError(f"lambda_ must be a positive number or 'auto', got {lambda_!r}")
+    lam = float(lambda_)
+    if not np.isfinite(lam) or lam <= 0:
+        raise ValueError(f"lambda_ must be a positive finite number or 'auto', got {lambda_!r}")
+    return lam
+
+
 def resolve_lambda(lambda_, phi, mask):
     """Return ``(λ, record)`` for ``lambda_`` (a positive number or ``"auto"``).
 
@@ -134,11 +152,10 @@ def resolve_lambda(lambda_, phi, mask):
         ``lambda_`` is neither ``"auto"`` nor a positive finite number, or ``"auto"`` on a field
         that is constant over the mask.
     """
+    lambda_ = validate_lambda(lambda_)
     sigma = field_scale(phi, mask)
     noise = None
-    if isinstance(lambda_, str):
-        if lambda_.strip().lower() != "auto":
-            raise ValueError(f"lambda_ must be a positive number or 'auto', got {lambda_!r}")
+    if lambda_ == "auto":
         if not np.isfinite(sigma) or sigma <= 0:
             raise ValueError("lambda_='auto': the local field is constant (or not finite) over the mask, so "
                              "there is nothing to scale lambda_ to; check the field, or pass lambda_")
@@ -147,11 +164,6 @@ def resolve_lambda(lambda_, phi, mask):
         lam_norm = min(LAMBDA_NORMALISED, NOISE_COEFFICIENT * ratio**2)
         lam, method = lam_norm / sigma, AUTO_METHOD
     else:
-        if isinstance(lambda_, bool) or not isinstance(lambda_, numbers.Real):
-            raise ValueError(f"lambda_ must be a positive number or 'auto', got {lambda_!r}")
-        lam = float(lambda_)
-        if not np.isfinite(lam) or lam <= 0:
-            raise ValueError(f"lambda_ must be a positive finite number or 'auto', got {lambda_!r}")
-        method = "given"
+        lam, method = lambda_, "given"
     return lam, {"lambda": lam, "lambda_method": method, "lambda_normalised": lam * sigma,
                  "lambda_field_scale_rad": sigma, "lambda_noise_rad": noise}

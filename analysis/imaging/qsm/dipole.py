@@ -40,7 +40,7 @@ import scipy.fft as sfft
 
 from analysis.io import progress_bar
 
-from ._lambda import resolve_lambda
+from ._lambda import resolve_lambda, validate_lambda
 from .fit import rad_per_ppm
 from .kernels import (
     FFT_WORKERS,
@@ -350,8 +350,7 @@ def _prepare(local_field, mask, magnitude, *, voxel_size, noise_std, b0_directio
         raise ValueError("magnitude is required by MEDI (edge mask)")
     vs = as_voxel_size(voxel_size)
     b0 = as_direction(b0_direction)
-    if not (isinstance(lambda_, str) and lambda_.strip().lower() == "auto"):
-        _check_range(lambda_, "lambda_", 0.0, np.inf)
+    validate_lambda(lambda_)   # fail before any work; resolve_lambda chooses it below
     lam_csf = _check_range(lambda_csf, "lambda_csf", 0.0, np.inf, lo_open=False)
     scale = rad_per_ppm(delta_te_s=delta_te_s, b0_tesla=b0_tesla)
     pad = _check_int(pad, "pad", lo=0)
