@@ -206,16 +206,7 @@ def run_case(name, args):
         kw["workers"] = args.workers
     choice = choose_lambda(case["field"], case["mask"], case["magnitude"], **kw)
     auto_nrmse = nrmse(choice.chi, case["truth"], mask=choice.info.get("mask", case["mask"]))
-    # the sweep around the choice, for the best λ
-    decades = SWEEP_DECADES if args.sweep is None else tuple(float(x) for x in args.sweep.split(","))
-    for dec in decades if not args.no_sweep else ():
-        lam = choice.lambda_ * 10.0 ** dec
-        chi, info = solver(case["field"], case["mask"], case["magnitude"] if case["magnitude"] is not None
-                           else case["mask"].astype(np.float32), voxel_size=case["voxel_size"],
-                           noise_std=case["noise_std"], delta_te_s=case["delta_te_s"], b0_tesla=case["b0_tesla"],
-                           lambda_=lam, return_info=True, **case["options"],
-                           **({"workers": args.workers} if args.workers else {}))
-        score(lam, chi, info)
+    _sweep_around(choice.lambda_, case, solver, score, args)
     best = min(scores, key=scores.get)
     s = choice.field_scale_rad
     row = dict(case=name, label=case["label"], res=case["resolution"], lam=choice.lambda_,
@@ -236,23 +227,32 @@ def run_case(name, args):
     return row
 
 
+def _solve(case, solver, lam, args):
+    """One solve of ``case`` at ``lam`` (uniform magnitude when the case has none): (χ, info)."""
+    mag = case["magnitude"] if case["magnitude"] is not None else case["mask"].astype(np.float32)
+    return solver(case["field"], case["mask"], mag, voxel_size=case["voxel_size"], noise_std=case["noise_std"],
+                  delta_te_s=case["delta_te_s"], b0_tesla=case["b0_tesla"], lambda_=lam, return_info=True,
+                  **case["options"], **({"workers": args.workers} if args.workers else {}))
+
+
+def _sweep_around(lam0, case, solver, score, args):
+    """Solve at ``lam0`` × 10^d for the sweep's offsets d (none with ``--no-sweep``), scoring each."""
+    decades = SWEEP_DECADES if args.sweep is None else tuple(float(x) for x in args.sweep.split(","))
+    for dec in decades if not args.no_sweep else ():
+        lam = lam0 * 10.0 ** dec
+        chi, info = _solve(case, solver, lam, args)
+        score(lam, chi, info)
+
+
 def _run_auto(name, case, solver, score, scores, args, t_build):
     """The solvers' own ``lambda_="auto"``: one solve, then the sweep around it."""
-    kw = dict(voxel_size=case["voxel_size"], noise_std=case["noise_std"], delta_te_s=case["delta_te_s"],
-              b0_tesla=case["b0_tesla"], return_info=True, **case["options"],
-              **({"workers": args.workers} if args.workers else {}))
-    mag = case["magnitude"] if case["magnitude"] is not None else case["mask"].astype(np.float32)
     t0 = time.perf_counter()
-    chi, info = solver(case["field"], case["mask"], mag, lambda_="auto", **kw)
+    chi, info = _solve(case, solver, "auto", args)
     seconds = time.perf_counter() - t0
     lam, s = float(info["lambda"]), float(info["lambda_field_scale_rad"])
     score(lam, chi, info)
     auto_nrmse = scores[lam]
-    decades = SWEEP_DECADES if args.sweep is None else tuple(float(x) for x in args.sweep.split(","))
-    for dec in decades:
-        lam_k = lam * 10.0 ** dec
-        chi_k, info_k = solver(case["field"], case["mask"], mag, lambda_=lam_k, **kw)
-        score(lam_k, chi_k, info_k)
+    _sweep_around(lam, case, solver, score, args)
     best = min(scores, key=scores.get)
     if args.verbose:
         print("  sweep: " + ", ".join(f"λ_norm {k * s:.3g}: {v:.2f} %" for k, v in sorted(scores.items())))
