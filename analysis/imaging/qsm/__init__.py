@@ -14,7 +14,7 @@ and inversions on one fitted field. Conventions (units, kernel, axes) are in
 
 from .admm import medi_admm, medi_objective
 from .background import pdf, smv, vsharp
-from .dipole import DEFAULT_B0_TESLA, DEFAULT_DELTA_TE_S, gradient_mask, medi, tkd
+from .dipole import DEFAULT_B0_TESLA, DEFAULT_DELTA_TE_S, gradient_mask, medi, smv_radii_mm, tkd
 from .fit import (
     FieldFit,
     combine_magnitude,
@@ -71,6 +71,7 @@ __all__ = [
     "reconstruct_recipes",
     "resolve_recipe",
     "smv",
+    "smv_radii_mm",
     "sphere_kernel",
     "tkd",
     "unwrap_laplacian",

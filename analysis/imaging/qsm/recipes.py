@@ -8,13 +8,15 @@ takes its recipe from here, so the physics cannot drift apart between them.
   :data:`TOOLBOX_RECIPE` is the MEDI toolbox's ``MEDI_full_process`` (PDF, then
   ``MEDI_L1('lambda', 1000, 'lambda_CSF', 100, 'merit', 'smv', 5)``), which gives χ only on
   the mask eroded by the SMV radius; :data:`WHOLE_BRAIN_RECIPE` (the default) is the same with
-  PDF run to 100 iterations and the eroded rim filled, so that χ covers the whole mask (see
-  :func:`~analysis.imaging.qsm.pipeline.reconstruct_megre`, Notes).
+  PDF run to 100 iterations, λ chosen from the data, the SMV radius adapted to the voxel size
+  (:func:`~analysis.imaging.qsm.dipole.smv_radii_mm`) and the eroded rim filled, so that χ
+  covers the whole mask (see :func:`~analysis.imaging.qsm.pipeline.reconstruct_megre`, Notes).
 - :func:`resolve_recipe` lays explicit choices over a named recipe (the command line).
 - :func:`complete_recipe` turns the few choices of a simulation study (background removal,
   inversion, λ, V-SHARP's largest sphere, an optional CSF mask) into full keywords with the
-  toolbox's coupling rules: SMV high-pass of 5 mm and MERIT whenever MEDI follows PDF (or no
-  background removal), none after V-SHARP, whose local field is already high-passed.
+  toolbox's coupling rules: SMV high-pass (5 mm, with a deeper pass at coarse voxels) and MERIT
+  whenever MEDI follows PDF (or no background removal), none after V-SHARP, whose local field
+  is already high-passed.
 - :func:`vsharp_radii_mm` gives V-SHARP's sphere radii, from the largest down to one voxel.
 """
 
@@ -22,11 +24,17 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["RECIPES", "WHOLE_BRAIN_RECIPE", "TOOLBOX_RECIPE", "MEDI_ONLY_OPTIONS", "METHOD_NAMES",
-           "DEFAULT_SMV_RADIUS_MM", "DEFAULT_PDF_MAX_ITER", "resolve_recipe", "complete_recipe", "vsharp_radii_mm"]
+from .dipole import TOOLBOX_SMV_RADIUS_MM
 
-#: The toolbox's SMV high-pass radius (mm) in its whole-brain recipe.
-DEFAULT_SMV_RADIUS_MM = 5.0
+__all__ = ["RECIPES", "WHOLE_BRAIN_RECIPE", "TOOLBOX_RECIPE", "MEDI_ONLY_OPTIONS", "METHOD_NAMES",
+           "DEFAULT_SMV_RADIUS_MM", "AUTO_SMV_RADIUS", "DEFAULT_PDF_MAX_ITER", "resolve_recipe", "complete_recipe", "vsharp_radii_mm"]
+
+#: The toolbox's SMV high-pass radius (mm) in its whole-brain recipe (``medi-full-process``).
+DEFAULT_SMV_RADIUS_MM = TOOLBOX_SMV_RADIUS_MM
+#: The SMV radius of the ``whole-brain`` recipe and of :func:`complete_recipe`: the toolbox's 5 mm,
+#: nested inside a deeper pass of 5 voxels where voxels are 1.5 mm or larger
+#: (:func:`~analysis.imaging.qsm.dipole.smv_radii_mm`).
+AUTO_SMV_RADIUS = "auto"
 
 #: PDF's CG iterations in the default recipe (the toolbox stops at 30, before PDF has removed
 #: the background near the brain's edge: 13 ppb rms of local-field error 2–4 mm from the edge
@@ -36,16 +44,19 @@ DEFAULT_PDF_MAX_ITER = 100
 #: Named sets of :func:`~analysis.imaging.qsm.pipeline.reconstruct_megre` keywords for
 #: ``--recipe``. ``whole-brain`` (the default) is the toolbox's ``MEDI_full_process`` with PDF run
 #: to :data:`DEFAULT_PDF_MAX_ITER` iterations, χ on the whole mask (the SMV-eroded rim filled),
-#: λ chosen from the data and the ADMM solver (2 mm simple phantom, SNR 100: NRMSE 19.5 % over
-#: 100 % of the mask, thalamus − CSF −0.4 ppb, inversion 1.4 s; with the toolbox's λ 1000 and
-#: Gauss–Newton: 22.0 %, −1.0 ppb, 11 s. Realistic phantom: 48 % and −9.4 ppb against 95 % and
-#: −11.4 ppb: with the true local field, the SMV high-pass alone costs about 8 ppb of thalamic contrast there);
+#: λ chosen from the data, the ADMM solver and the SMV radius of :data:`AUTO_SMV_RADIUS` (5 mm;
+#: at 2 mm voxels a 10 mm pass for the deep brain, then 5 mm). Simulated data, SNR 100, thalamus −
+#: CSF error of the reconstruction (the ROI measure on the map minus the same on the true map):
+#: 2 mm simple phantom NRMSE 19.7 % over 100 % of the mask, −0.25 ppb (5 mm alone: 19.5 %,
+#: −0.43 ppb; toolbox λ 1000 and Gauss–Newton: 22.0 %, −1.0 ppb); 2 mm realistic phantom 46.7 %,
+#: −1.8 ppb (5 mm alone: 48.1 %, −6.8 ppb; λ 1000 and Gauss–Newton: 95 %, −8.8 ppb); realistic
+#: 1 mm and 1 × 1 × 2 mm (5 mm): +0.8 and +1.0 ppb;
 #: ``medi-full-process`` is ``MEDI_full_process`` itself (λ 1000, Gauss–Newton, χ on the mask
 #: eroded by 5 mm: 16.7 % over 79 % of the mask); ``plain`` is PDF + MEDI (λ chosen from the data),
 #: which leaves errors at the brain edge.
 RECIPES = {
     "whole-brain": {"background": "pdf", "method": "medi0", "lambda_": "auto", "solver": "admm",
-                    "smv_radius_mm": DEFAULT_SMV_RADIUS_MM, "merit": True, "fill_rim": "medi",
+                    "smv_radius_mm": AUTO_SMV_RADIUS, "merit": True, "fill_rim": "medi",
                     "background_options": {"max_iter": DEFAULT_PDF_MAX_ITER}},
     "medi-full-process": {"background": "pdf", "method": "medi0", "lambda_": 1000.0, "solver": "gncg",
                 "smv_radius_mm": DEFAULT_SMV_RADIUS_MM, "merit": True},
@@ -160,7 +171,7 @@ def complete_recipe(*, background="pdf", method="medi0", lambda_=1000.0, voxel_s
 
     The coupling rules of the toolbox's whole-brain recipe, written once for every simulation
     path (phantom notebooks, imaging cohort): MEDI after PDF (or no background removal) gets the
-    SMV high-pass of :data:`DEFAULT_SMV_RADIUS_MM` and MERIT; after V-SHARP neither (its local
+    SMV high-pass of :data:`AUTO_SMV_RADIUS` and MERIT; after V-SHARP neither (its local
     field is already high-passed); TKD takes neither.
 
     Parameters
@@ -179,8 +190,9 @@ def complete_recipe(*, background="pdf", method="medi0", lambda_=1000.0, voxel_s
     csf_mask : ndarray of bool, shape (X, Y, Z), optional
         CSF mask for MEDI+0 (passed only when ``method='medi0'``; MEDI+0 finds its own from R2*
         without it).
-    smv_radius_mm : float, optional
-        Override of the SMV radius (mm); 0 switches it off.
+    smv_radius_mm : float, sequence of float or "auto", optional
+        Override of the SMV radius (mm; see :func:`~analysis.imaging.qsm.dipole.smv_radii_mm`);
+        0 switches it off. Default: :data:`AUTO_SMV_RADIUS` after PDF or no background removal.
     merit : bool, optional
         Override of MERIT (default: on whenever the SMV high-pass is).
     fill_rim : {'none', 'medi'}, optional
@@ -223,11 +235,11 @@ def complete_recipe(*, background="pdf", method="medi0", lambda_=1000.0, voxel_s
         raise ValueError(f"solver must be 'admm' or 'gncg', got {solver!r}")
     kw["solver"] = solver
     if smv_radius_mm is None:
-        smv_radius_mm = DEFAULT_SMV_RADIUS_MM if background != "vsharp" else 0.0
+        smv_radius_mm = AUTO_SMV_RADIUS if background != "vsharp" else 0.0
     if merit is None:
         merit = bool(smv_radius_mm)
     if smv_radius_mm:
-        kw["smv_radius_mm"] = float(smv_radius_mm)
+        kw["smv_radius_mm"] = smv_radius_mm if isinstance(smv_radius_mm, str) else float(smv_radius_mm)
     if merit:
         kw["merit"] = True
     if smv_radius_mm and fill_rim not in (None, "none"):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from analysis.imaging.metrics import nrmse
-from analysis.imaging.qsm import forward_field, gradient_mask, tkd
+from analysis.imaging.qsm import forward_field, gradient_mask, smv_radii_mm, tkd
 from analysis.imaging.qsm import medi as medi_default
 from analysis.imaging.qsm._synthetic import ellipsoid_brain
 
@@ -113,6 +113,54 @@ def test_medi_options_smv_and_merit(phantom):
     em = info["mask"]
     assert em.sum() < m.sum() and np.all(m[em]) and np.all(chi[~em] == 0)
     assert nrmse(chi, phantom["chi"], mask=em) < 90
+
+
+def test_smv_radii_rule():
+    """``"auto"``: the toolbox's 5 mm, nested inside a 5-voxel pass where that is ≥ 7.5 mm."""
+    assert smv_radii_mm("auto", (2.0, 2.0, 2.0)) == (10.0, 5.0)
+    assert smv_radii_mm("auto", (1.0, 1.0, 1.0)) == (5.0,)
+    assert smv_radii_mm("auto", (1.0, 1.0, 2.0)) == (5.0,)        # 6.3 mm changed nothing there
+    assert smv_radii_mm("auto", (0.5, 0.5, 2.0)) == (5.0,)
+    assert smv_radii_mm("auto", (3.0, 3.0, 3.0)) == (15.0, 5.0)
+    assert smv_radii_mm(None, VS) == () and smv_radii_mm(0, VS) == ()
+    assert smv_radii_mm(5, VS) == (5.0,)
+    assert smv_radii_mm([4.0, 9.0, 4.0], VS) == (9.0, 4.0)       # deepest first, duplicates dropped
+    for bad in ("big", -1.0, [5.0, np.nan]):
+        with pytest.raises(ValueError, match="smv_radius_mm"):
+            smv_radii_mm(bad, VS)
+
+
+def test_medi_nested_smv_passes(phantom):
+    """Two radii: χ from the deep pass where its sphere fits, from the shallow pass (shifted by the mean
+    difference over the deep mask) in the band between; the union of the masks is returned."""
+    m = phantom["mask"]
+    kw = dict(voxel_size=VS, lambda_=1000.0, merit=True)
+    deep, di = medi_default(phantom["field"], m, phantom["magnitude"], smv_radius_mm=12.0, return_info=True, **kw)
+    shallow, si = medi_default(phantom["field"], m, phantom["magnitude"], smv_radius_mm=6.0, return_info=True, **kw)
+    chi, info = medi_default(phantom["field"], m, phantom["magnitude"], smv_radius_mm=(6.0, 12.0), return_info=True,
+                             **kw)
+    dm, sm = di["mask"], si["mask"]
+    assert dm.sum() < sm.sum() and np.all(sm[dm])
+    np.testing.assert_array_equal(info["mask"], sm)
+    np.testing.assert_allclose(chi[dm], deep[dm], atol=1e-6)
+    offset = float(np.mean(shallow[dm] - deep[dm]))
+    band = sm & ~dm
+    np.testing.assert_allclose(chi[band], shallow[band] - offset, atol=1e-6)
+    assert np.all(chi[~sm] == 0)
+    assert info["smv_radii_mm"] == [12.0, 6.0]
+    assert [p["radius_mm"] for p in info["smv_passes"]] == [12.0, 6.0]
+    assert info["smv_passes"][1]["offset_ppm"] == pytest.approx(offset, abs=1e-7)
+    assert sum(p["n_voxels"] for p in info["smv_passes"]) == sm.sum()
+    # outside the mask: the shallow pass's own solution, on the same reference
+    np.testing.assert_allclose(info["chi_unmasked"][band], chi[band], atol=1e-6)
+    # "auto" at 3 mm voxels asks for 15 mm, then 5 mm: both on the ellipsoid, only 5 mm on a ball of 13 mm
+    _, ai = medi_default(phantom["field"], m, phantom["magnitude"], smv_radius_mm="auto", return_info=True, **kw)
+    assert ai["smv_radii_mm"] == [15.0, 5.0]
+    c = np.array(m.shape) / 2
+    ball = m & (np.sum((np.indices(m.shape).T - c) ** 2, axis=-1).T * 9.0 < 13.0**2)
+    _, bi = medi_default(np.where(ball, phantom["field"], 0), ball, phantom["magnitude"], smv_radius_mm="auto",
+                         return_info=True, **kw)
+    assert bi["smv_radii_mm"] == [5.0] and bi["mask"].any()
 
 
 def test_gradient_mask_edge_fraction():

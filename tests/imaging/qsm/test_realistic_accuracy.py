@@ -1,5 +1,6 @@
 """Accuracy on the realistic head phantom (texture, iron gradients, partial volume, field simulated on
-a grid twice as fine and averaged): the automatic λ and the default brain mask.
+a grid twice as fine and averaged): the automatic λ, the default brain mask and the default recipe's
+deep-grey contrast.
 
 One 2 mm phantom and its 3 T acquisition (SNR 100) are built once (about 30 s on 2 cores).
 """
@@ -59,16 +60,27 @@ def test_default_brain_mask_covers_the_brain(realistic):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known limitation: the default recipe's 5 mm SMV high-pass loses about 8 ppb of "
-                                        "thalamus - CSF contrast on the realistic phantom (measured -9.4 ppb)")
 def test_default_recipe_keeps_the_thalamic_contrast(realistic):
-    """Target: the default CLI recipe measures thalamus − CSF within 3 ppb on the realistic phantom."""
-    from analysis.imaging.qsm import WHOLE_BRAIN_RECIPE, reconstruct_megre
-    from analysis.simulation.phantom_qsm import phantom_qsm_accuracy
+    """The default CLI recipe on the realistic phantom (mask from the magnitude): χ on ≥ 95 % of its mask and
+    the thalamus − CSF contrast within 3 ppb of the true map's through the same measurement (measured −1.8 ppb
+    with the nested 10 mm / 5 mm SMV passes; −6.8 ppb with 5 mm alone, which the second assertion checks is
+    still what a 5 mm-only recipe gives, so that the test shows what the nesting buys)."""
+    from analysis.imaging.qsm import WHOLE_BRAIN_RECIPE, reconstruct_recipes
+    from analysis.simulation.phantom_qsm import phantom_qsm_accuracy, true_thalamic_susceptibility
 
     ph = realistic["phantom"]
     sim = simulate_megre(ph, snr=100.0, seed=simulation_seed(0))
-    rec = reconstruct_megre(sim.magnitude, sim.phase, sim.echo_times_s, voxel_size_mm=sim.voxel_size_mm,
-                            b0_tesla=sim.b0_tesla, b0_direction=sim.b0_direction, progress=False, **WHOLE_BRAIN_RECIPE)
-    acc = phantom_qsm_accuracy({"default": (rec["chi_ppm"], rec["mask"])}, ph)
-    assert abs(float(acc["thalamus_relative_error_ppb"].iloc[0])) <= 3.0
+    recipes = {"default": WHOLE_BRAIN_RECIPE, "5 mm only": {**WHOLE_BRAIN_RECIPE, "smv_radius_mm": 5.0}}
+    out = reconstruct_recipes(sim.magnitude, sim.phase, sim.echo_times_s, voxel_size_mm=sim.voxel_size_mm,
+                              b0_tesla=sim.b0_tesla, b0_direction=sim.b0_direction, progress=False, recipes=recipes)
+    rec = out["default"]
+    assert rec["parameters"]["smv_radii_mm"] == [10.0, 5.0]
+    assert np.count_nonzero(rec["mask"]) >= 0.95 * np.count_nonzero(rec["brain_mask"])
+    acc = phantom_qsm_accuracy({k: (r["chi_ppm"], r["mask"]) for k, r in out.items()}, ph).set_index("method")
+    err = acc["thalamus_reconstruction_error_ppb"]
+    assert abs(err["default"]) <= 3.0
+    assert err["5 mm only"] < -5.0
+    # the measurement itself (veins, partial volume) reads the true map 2.7 ppb low on this phantom
+    truth = true_thalamic_susceptibility(ph)["relative_ppb"]
+    assert -4.0 < acc.loc["default", "thalamus_measured_on_truth_ppb"] - truth < -1.5
+    assert acc.loc["default", "nrmse_pct"] < acc.loc["5 mm only", "nrmse_pct"]
