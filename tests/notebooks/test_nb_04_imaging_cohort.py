@@ -23,7 +23,8 @@ def test_notebook_declares_its_parameters_and_has_no_outputs():
 
     path = notebook_path(STEM)
     declared = pm.inspect_notebook(str(path))
-    assert set(PARAMETERS) | {"n_subjects", "snr", "n_jobs"} == set(declared)
+    assert set(PARAMETERS) | {"n_subjects", "snr", "n_jobs", "realism"} == set(declared)
+    assert declared["realism"]["default"] == '"realistic"'
     for name, default in PARAMETERS.items():
         assert declared[name]["default"] == repr(default).replace("'", '"'), name
     nb = nbformat.read(str(path), as_version=4)
@@ -40,7 +41,8 @@ def test_notebook_runs_on_a_tiny_cohort_and_resumes(tmp_path):
     csv = tmp_path / "cohort.csv"
     cohort = example_cohort(6, seed=3)
     cohort.to_csv(csv, index=False)
-    params = dict(cohort_csv=str(csv), work_dir=str(tmp_path / "work"), n_subjects=3, n_jobs=2)
+    # the simple phantom keeps this mechanics test short; the realistic one is tested in tests/simulation
+    params = dict(cohort_csv=str(csv), work_dir=str(tmp_path / "work"), n_subjects=3, n_jobs=2, realism="simple")
     run = execute_notebook(STEM, tmp_path / "first", **params)
     out = run.stdout()
     assert "3 computed now, 0 reused" in out and "SIMULATED" in out

@@ -56,7 +56,8 @@ def agreement_subjects(results):
     pandas.DataFrame
         ``subject_id, status, error`` and for each of :data:`SIMULATED_COLUMNS`
         ``target_<c>, true_<c>, measured_<c>, error_<c>`` (measured − target), plus the
-        relative susceptibility without vein exclusion, ``thalamus_scale``,
+        relative susceptibility without vein exclusion, the same measure on the true map,
+        ``thalamus_scale``,
         ``n_vein_voxels_excluded`` and ``reconstruction_nrmse_percent``. Timings are left out so
         that the same cohort and seed give the same table (they stay in ``results``).
     """
@@ -65,7 +66,8 @@ def agreement_subjects(results):
     for c in SIMULATED_COLUMNS:
         df[f"error_{c}"] = df[f"measured_{c}"].astype(float) - df[f"target_{c}"].astype(float)
         cols += [f"target_{c}", f"true_{c}", f"measured_{c}", f"error_{c}"]
-    cols += ["measured_thalamic_relative_susceptibility_no_vein_exclusion_ppb", "thalamus_scale",
+    cols += ["measured_thalamic_relative_susceptibility_no_vein_exclusion_ppb",
+             "true_map_thalamic_relative_susceptibility_ppb", "thalamus_scale",
              "n_vein_voxels_excluded", "reconstruction_nrmse_percent"]
     return df[cols].reset_index(drop=True)
 

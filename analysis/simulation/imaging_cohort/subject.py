@@ -141,6 +141,12 @@ def build_subject_phantom(*, relative_susceptibility_ppb, thalamic_volume_mm3, t
             break
     it = len(tried)
     _, ph, scale, got = best
+    if settings.realism != "simple":
+        # the scale is searched on the simple phantom (its labels are those of the realistic one up to
+        # the fine grid's partial volume: thalamus within 0.1 %), then the realistic phantom is built once
+        ph = make_head_phantom(resolution_mm=res, seed=int(seed), thalamus_scale=scale, thalamus_chi_ppm=chi,
+                               lesion_volume_ml=lesion, n_lesions=int(settings.n_lesions), realism=settings.realism)
+        got = _aseg_thalamus_mm3(ph)
     return ph, {"thalamus_scale": float(scale), "thalamus_chi_ppm": chi, "volume_iterations": it,
                 "thalamic_volume_mm3": got}
 
@@ -161,7 +167,7 @@ def _reconstruct(phantom, seed, settings, scratch):
     write_megre_subject(bids_dir, sim, subject=label, phantom=phantom, write_truth_files=True)
     opts = complete_recipe(background=settings.background, method=settings.method, lambda_=settings.lambda_,
                            voxel_size_mm=phantom.voxel_size_mm, vsharp_max_radius_mm=settings.vsharp_max_radius_mm,
-                           csf_mask=np.isin(phantom.labels, LATERAL_VENTRICLES), solver=settings.solver)
+                           solver=settings.solver)
     method, lambda_ = opts.pop("method"), opts.pop("lambda_", None)
     reconstruct_dataset(bids_dir, qsm_dir, participant_label=label, recipe="plain", method=method, lambda_=lambda_,
                         brain_mask_dir=bids_dir / "derivatives" / "truth", save_fields=False, progress=False, **opts)
@@ -207,7 +213,9 @@ def measure_cohort_subject(row, settings, *, index):
         (failed), ``target_<column>`` (the row), ``true_<column>`` (the phantom as built: true
         thalamus − CSF χ from the truth labels, aseg thalamic volume, lesion volume),
         ``measured_<column>`` (from the images), the relative susceptibility without vein
-        exclusion, the phantom's grey-matter volume and cortical thickness, ROI voxel counts,
+        exclusion, ``true_map_thalamic_relative_susceptibility_ppb`` (the same measure on the true
+        χ map inside the reconstruction's mask: measured minus it is the reconstruction's own
+        error, it minus the truth the measurement's), the phantom's grey-matter volume and cortical thickness, ROI voxel counts,
         the reconstruction's whole-brain NRMSE (%), timings (s), host and a fingerprint.
     """
     t0 = time.perf_counter()
@@ -249,7 +257,12 @@ def measure_cohort_subject(row, settings, *, index):
         imaging = measure_subject(subject_id, freesurfer_dir=subj.subject_dir, chimap=chi_img,
                                   lesion_mask=subj.subject_dir / "mri" / "lesions.mgz", exclude_veins=True,
                                   vein_threshold_mad=settings.vein_threshold_mad)
-        sus_all = thalamic_susceptibility(chi_img, load_aseg(subj.subject_dir), exclude_veins=False)
+        aseg = load_aseg(subj.subject_dir)
+        sus_all = thalamic_susceptibility(chi_img, aseg, exclude_veins=False)
+        # the same measure on the true χ inside the reconstruction's mask: what a perfect map would give
+        true_img = nib.Nifti1Image(np.where(rec_mask, phantom.chi_ppm, np.nan).astype(np.float32), chi_img.affine)
+        sus_truth = thalamic_susceptibility(true_img, aseg, exclude_veins=True,
+                                            vein_threshold_mad=settings.vein_threshold_mad)
         t_measure = time.perf_counter() - t
     except Exception as exc:  # noqa: BLE001 - a failing subject must not stop the others
         logger.warning("subject %s failed: %s", subject_id, exc)
@@ -271,6 +284,7 @@ def measure_cohort_subject(row, settings, *, index):
         "true_t2_lesion_volume_ml": float(phantom.params["lesion_volume_ml"]),
         **{f"measured_{c}": float(imaging[c]) for c in SIMULATED_COLUMNS},
         "measured_thalamic_relative_susceptibility_no_vein_exclusion_ppb": float(sus_all["relative_ppb"]),
+        "true_map_thalamic_relative_susceptibility_ppb": float(sus_truth["relative_ppb"]),
         "measured_total_gray_matter_volume_mm3": float(imaging["total_gray_matter_volume_mm3"]),
         "measured_mean_cortical_thickness_mm": float(imaging["mean_cortical_thickness_mm"]),
         "n_thalamus_voxels": int(imaging["n_voxels"]),

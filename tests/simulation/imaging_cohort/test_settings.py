@@ -35,7 +35,8 @@ def test_select_subjects():
 
 @pytest.mark.parametrize("kwargs, name", [({"resolution_mm": 0.1}, "resolution_mm"), ({"snr": -1}, "snr"),
                                           ({"method": "star"}, "method"), ({"qsm_route": "x"}, "qsm_route"),
-                                          ({"background": "sharp"}, "background"), ({"n_lesions": 0}, "n_lesions")])
+                                          ({"background": "sharp"}, "background"), ({"n_lesions": 0}, "n_lesions"),
+                                          ({"realism": "photo"}, "realism")])
 def test_settings_validation_names_the_parameter(kwargs, name):
     with pytest.raises(ValueError, match=name):
         ic.ImagingSettings(**kwargs)
@@ -49,6 +50,7 @@ def test_fingerprint_depends_on_settings_row_and_position():
     assert f == result_fingerprint(row, 0, ic.ImagingSettings(image_dir="/tmp/x"))   # not part of it
     assert f != result_fingerprint(row, 1, s)
     assert f != result_fingerprint(row, 0, ic.ImagingSettings(snr=50.0))
+    assert f != result_fingerprint(row, 0, ic.ImagingSettings(realism="simple"))
     assert f != result_fingerprint(dict(row, thalamic_volume_mm3=row["thalamic_volume_mm3"] + 1), 0, s)
 
 

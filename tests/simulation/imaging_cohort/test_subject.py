@@ -8,10 +8,12 @@ from analysis.simulation.phantom_qsm import true_thalamic_susceptibility
 from tests.helpers.imaging_cohort import BAD, small_cohort
 
 
-def test_build_subject_phantom_follows_the_row():
-    s = ic.ImagingSettings()
+@pytest.mark.parametrize("realism", ["simple", "realistic"])
+def test_build_subject_phantom_follows_the_row(realism):
+    s = ic.ImagingSettings(realism=realism)
     ph, info = ic.build_subject_phantom(relative_susceptibility_ppb=-37.5, thalamic_volume_mm3=12500.0,
                                         t2_lesion_volume_ml=7.3, seed=5, settings=s)
+    assert ph.realism == realism
     assert true_thalamic_susceptibility(ph)["relative_ppb"] == pytest.approx(-37.5, abs=1e-3)
     assert abs(info["thalamic_volume_mm3"] / 12500.0 - 1) <= 0.02          # tolerance 1 %, steps ~1 %
     assert info["thalamic_volume_mm3"] == np.isin(ph.aseg, (10, 49)).sum() * 8.0
