@@ -1,6 +1,6 @@
 """Notebook 01-qsm-reconstruction, executed headless with papermill (tests/helpers/notebooks.py).
 
-The phantom run (2 mm, SNR 100, the notebook's defaults; about 1 min on 2 cores) checks the numbers
+The phantom run (realistic phantom, 2 mm, SNR 100, the notebook's defaults; about 2 min on 2 cores) checks the numbers
 of the written accuracy table against the truth; the user-data run reconstructs a 4 mm BIDS dataset
 written by ``python -m analysis phantom`` through ``bids_dir`` (no truth: no table).
 """
@@ -30,21 +30,27 @@ def phantom_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_accuracy_table_numbers(phantom_run):
+    """The realistic phantom (the notebook's default), 2 mm, SNR 100, seed 20180301."""
     _, t, _ = phantom_run
     assert list(t.index) == RECIPES
     medi0, tkd = t.loc["MEDI+0"], t.loc["TKD"]
-    # measured (2 mm, SNR 100, seed 20180301): NRMSE 15.2 %, HFEN 10.2 %, SSIM 0.96; TKD 51.5 %, 40.8 %, 0.61
-    assert medi0["nrmse_pct"] < 20.0
-    assert medi0["nrmse_pct"] < 0.5 * tkd["nrmse_pct"]
-    assert medi0["hfen_pct"] < 0.5 * tkd["hfen_pct"]
-    assert medi0["ssim"] > 0.9 > tkd["ssim"]
+    # measured: NRMSE 41.6 %, HFEN 34.3 %, SSIM 0.79; TKD 69.4 %, 54.9 %, 0.45
+    assert medi0["nrmse_pct"] < 45.0
+    assert medi0["nrmse_pct"] < 0.7 * tkd["nrmse_pct"]
+    assert medi0["hfen_pct"] < 0.7 * tkd["hfen_pct"]
+    assert medi0["ssim"] > 0.75 > 0.5 > tkd["ssim"]
     # the whole-brain error orders the recipes as the notebook's narrative says
     assert medi0["nrmse_pct"] < t.loc["MEDI+0 (λ 1000)", "nrmse_pct"]
-    assert medi0["nrmse_pct"] < t.loc["MEDI", "nrmse_pct"] < t.loc["MEDI (V-SHARP)", "nrmse_pct"] < tkd["nrmse_pct"]
-    # the paper's measure: thalamus - atrial CSF, veins excluded (measured -0.39 ppb; truth 40 ppb)
-    assert abs(medi0["thalamus_relative_error_ppb"]) <= 3.0
-    assert medi0["thalamus_relative_ppb"] == pytest.approx(40.0, abs=3.0)
-    assert abs(t.loc["MEDI (V-SHARP)", "thalamus_relative_error_ppb"]) > 3.0   # the former default misses it
+    assert medi0["nrmse_pct"] < min(t.loc["MEDI", "nrmse_pct"], t.loc["MEDI (V-SHARP)", "nrmse_pct"])
+    assert t["nrmse_pct"].idxmax() == "TKD"
+    # the paper's measure: thalamus - atrial CSF, veins excluded; the reconstruction's own error (map minus the
+    # same measure on the true map) within the ±3 ppb target (measured -1.0 ppb); the measure itself reads the
+    # realistic true map about 3 ppb low (36.9 against 40 ppb)
+    assert abs(medi0["thalamus_reconstruction_error_ppb"]) <= 3.0
+    assert medi0["thalamus_relative_ppb"] == pytest.approx(40.0, abs=6.0)
+    assert -4.5 < medi0["thalamus_measured_on_truth_ppb"] - 40.0 < -1.5
+    assert medi0["thalamus_relative_error_ppb"] == pytest.approx(
+        medi0["thalamus_measured_on_truth_ppb"] - 40.0 + medi0["thalamus_reconstruction_error_ppb"], abs=1e-6)
     # structure means (ppb), CSF-referenced: deep grey matter within 5 ppb with MEDI+0, TKD far off
     for s in ("thalamus", "caudate", "putamen", "pallidum", "white_matter", "csf"):
         assert abs(medi0[f"{s}_error_ppb"]) < 5.0, s
@@ -70,7 +76,8 @@ def test_outputs_figures_and_derivatives(phantom_run):
     side = json.loads((anat / "sub-01_Chimap.json").read_text())
     assert side["Units"] == "ppm" and side["Method"] == "MEDI+0"
     assert side["Parameters"]["recipe"] == "MEDI+0" and side["Parameters"]["lambda"] == 2000.0
-    assert side["Parameters"]["options"] == {"smv_radius_mm": 5.0, "merit": True, "solver": "gncg"}
+    assert side["Parameters"]["options"] == {"smv_radius_mm": "auto", "merit": True, "solver": "gncg"}
+    assert side["Parameters"]["smv_radii_mm"] == [10.0, 5.0]
     assert side["Parameters"]["lambda_method"] == "given" and side["Parameters"]["solver"] == "gncg"
     for slug in ("medi0-lambda1000", "medi", "medi-vsharp", "tkd"):
         assert (work / "qsm" / slug / "sub-01" / "anat" / "sub-01_Chimap.nii.gz").is_file(), slug
