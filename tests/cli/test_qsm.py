@@ -252,11 +252,11 @@ def test_cli_whole_brain_recipe_is_the_default(tmp_path, fake):
     call = fake.calls[-1]
     assert call["method"] == "medi0" and call["background"] == "pdf"
     assert call["lambda_"] == "auto" and call["solver"] == "admm"
-    assert call["smv_radius_mm"] == 5.0 and call["merit"] is True
+    assert call["smv_radius_mm"] == "auto" and call["merit"] is True      # 5 mm, nested in 5 voxels at coarse voxels
     assert call["fill_rim"] == "medi" and call["background_options"] == {"max_iter": 100}
     side = json.loads((tmp_path / "out/sub-01/anat/sub-01_Chimap.json").read_text())
     assert side["Method"] == "MEDI+0" and side["Parameters"]["recipe"] == "whole-brain"
-    assert side["Parameters"]["smv_radius_mm"] == 5.0 and side["Parameters"]["merit"] is True
+    assert side["Parameters"]["smv_radius_mm"] == "auto" and side["Parameters"]["merit"] is True
     # plain: PDF + MEDI, no SMV, no MERIT
     assert main(["qsm", str(tmp_path / "bids"), str(tmp_path / "out2"), "--recipe", "plain", "--no-progress"]) == 0
     call = fake.calls[-1]

@@ -612,9 +612,10 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
               tol_norm_ratio=tol_norm_ratio, cg_max_iter=cg_max_iter, cg_tol=cg_tol, epsilon=epsilon,
               csf_mask=csf_mask, lambda_csf=lambda_csf, zero_reference=zero_reference, merit=merit, pad=pad,
               progress=progress, workers=workers, solver=solver, admm_options=admm_options)
-    if smv_radius_mm == "auto" and len(radii) > 1:
+    if isinstance(smv_radius_mm, str) and len(radii) > 1 and np.shape(mask) == np.shape(local_field):
         # the deeper pass only where it fits: not for an object smaller than its sphere, nor where
-        # the CSF mask lies only outside its eroded mask
+        # the CSF mask lies only outside its eroded mask (a mask of the wrong shape is left to the
+        # pass's own checks, which name it)
         deep = smv_eroded_mask(mask, radii[0], voxel_size=voxel_size, pad=pad, workers=workers)
         if not deep.any() or (csf_mask is not None and not (np.asarray(csf_mask, bool) & deep).any()):
             radii = radii[1:]

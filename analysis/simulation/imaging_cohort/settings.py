@@ -66,7 +66,9 @@ class ImagingSettings:
         (default: texture and iron gradients inside structures, partial volume, the field simulated
         on a grid twice as fine and averaged into the voxels — the reconstruction is not measured
         against its own forward model) or ``'simple'`` (piecewise constant, simulated on the
-        acquisition grid; about 3 × faster, for tests).
+        acquisition grid; about 3 × faster, for tests). The realistic phantom's lesions are drawn on
+        the fine grid: their volume on the acquisition grid is within a few % of the row's value
+        (simple: one voxel).
     snr : float or None
         First-echo SNR in the brain of the simulated acquisition (None: noise-free).
     seed : int

