@@ -84,3 +84,23 @@ def test_default_recipe_keeps_the_thalamic_contrast(realistic):
     truth = true_thalamic_susceptibility(ph)["relative_ppb"]
     assert -4.0 < acc.loc["default", "thalamus_measured_on_truth_ppb"] - truth < -1.5
     assert acc.loc["default", "nrmse_pct"] < acc.loc["5 mm only", "nrmse_pct"]
+
+
+@pytest.mark.slow
+def test_default_recipe_keeps_the_thalamic_contrast_with_anisotropic_voxels():
+    """1 × 1 × 2 mm realistic phantom (field simulated on the 0.5 × 0.5 × 1 mm grid, about 70 s and 3.3 GB): one
+    5 mm SMV pass (5 voxels of the geometric-mean edge are 6.3 mm, under the 7.5 mm floor of the deeper pass), χ on
+    the whole mask, the reconstruction's thalamus − CSF error within 3 ppb (measured +1.0 ppb; the ROI measure on
+    the true map reads 4.1 ppb below the label means here)."""
+    from analysis.imaging.qsm import WHOLE_BRAIN_RECIPE, reconstruct_megre
+    from analysis.simulation.phantom_qsm import phantom_qsm_accuracy
+
+    ph = make_head_phantom(resolution_mm=(1.0, 1.0, 2.0), seed=0, realism="realistic", max_fine_voxels=96_000_000)
+    sim = simulate_megre(ph, snr=100.0, seed=simulation_seed(0))
+    rec = reconstruct_megre(sim.magnitude, sim.phase, sim.echo_times_s, voxel_size_mm=sim.voxel_size_mm,
+                            b0_tesla=sim.b0_tesla, b0_direction=sim.b0_direction, progress=False, **WHOLE_BRAIN_RECIPE)
+    assert rec["parameters"]["smv_radii_mm"] == [5.0]
+    assert np.count_nonzero(rec["mask"]) >= 0.95 * np.count_nonzero(rec["brain_mask"])
+    acc = phantom_qsm_accuracy({"default": (rec["chi_ppm"], rec["mask"])}, ph).iloc[0]
+    assert abs(acc["thalamus_reconstruction_error_ppb"]) <= 3.0
+    assert acc["nrmse_pct"] < 50.0
