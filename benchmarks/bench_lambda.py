@@ -44,8 +44,9 @@ Cases (``--cases``; default all but ``pdf``, ``pdf-nomag``, ``noise...``-free ex
     pdf                           pdf field, magnitude + fit noise map
     pdf-nomag                     pdf field, no magnitude, no noise map (the real-data situation)
     whole-brain                   pdf field, magnitude, noise map, the pipeline's default MEDI+0 recipe
-                                  (lateral ventricles as CSF mask, SMV 5 mm, MERIT); NRMSE on the
-                                  SMV-eroded mask (the locality rule refuses the SMV option)
+                                  (CSF mask from R2*, nested SMV: 10 then 5 mm at 2 mm, a given λ
+                                  for both passes; MERIT); NRMSE on the SMV-eroded mask (the
+                                  locality rule refuses the SMV option)
     slab                          realistic phantom only: 0.5 × 0.5 × 2 mm, 40 mm slab, exact, SNR 100
     1mm                           exact, SNR 100, 1 mm (about 10 minutes with the realistic phantom)
 """
@@ -72,7 +73,7 @@ CASES = {
     "pdf": dict(field="pdf", snr=100.0, noise_map=True),
     "pdf-nomag": dict(field="pdf", snr=100.0, magnitude=False),
     "whole-brain": dict(field="pdf", snr=100.0, noise_map=True, csf=True,
-                        options=dict(smv_radius_mm=5.0, merit=True)),
+                        options=dict(smv_radius_mm="auto", merit=True)),
     "slab": dict(field="exact", snr=100.0, resolution=(0.5, 0.5, 2.0), slab_mm=40.0, realistic_only=True),
     "1mm": dict(field="exact", snr=100.0, resolution=1.0),
     "quick-snr100": dict(field="exact", snr=100.0, resolution=3.0),
@@ -148,16 +149,19 @@ def make_case(name, realism="simple"):
         med = float(np.median(nr[mask]))
         noise_map = np.where(mask, np.maximum(nr, 1e-3 * med), 1.0) if c.get("noise_map") and med > 0 else None
         label = "PDF local field" + (" + fit noise map" if noise_map is not None else "")
+        if c.get("csf"):  # MEDI+0's CSF mask as the pipeline finds it: R2* < 5 1/s (ventricles, sulci, outer CSF)
+            from analysis.imaging.qsm import csf_mask_from_r2star, r2star_loglinear
+
+            r2 = r2star_loglinear(sim.magnitude, sim.echo_times_s, mask=mask)
+            c["csf_mask"] = csf_mask_from_r2star(r2, mask, voxel_size=vs)
     del sim
     if not c.get("magnitude", True):
         mag = None
     label += ", no magnitude" if mag is None else ""
     options = dict(c.get("options", {}))
     if c.get("csf"):
-        from analysis.imaging.labels import LATERAL_VENTRICLES
-
-        options["csf_mask"] = np.isin(ph.labels, LATERAL_VENTRICLES) & mask
-        label += ", MEDI+0 (SMV 5 mm, MERIT)"
+        options["csf_mask"] = c["csf_mask"]
+        label += ", MEDI+0 (R2* CSF mask, nested SMV, MERIT)"
     return dict(field=field.astype(np.float32), mask=mask, magnitude=mag, noise_std=noise_map, voxel_size=vs,
                 delta_te_s=dte, b0_tesla=b0, truth=truth, label=label, resolution=res, options=options)
 
@@ -166,14 +170,11 @@ def run_case(name, args):
     from analysis.imaging.metrics import nrmse
     from analysis.imaging.qsm.regularisation import choose_lambda
 
-    if args.solver == "admm":
-        from analysis.imaging.qsm.admm import medi_admm as solver
-    else:
-        from functools import partial
+    from functools import partial
 
-        from analysis.imaging.qsm import medi
+    from analysis.imaging.qsm import medi
 
-        solver = partial(medi, solver="gncg")
+    solver = partial(medi, solver="gncg" if args.solver == "medi" else "admm")
     t0 = time.perf_counter()
     case = make_case(name, args.realism)
     if case is None:
