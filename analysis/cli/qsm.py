@@ -92,7 +92,9 @@ def add_parser(subparsers):
     p.add_argument("--csf-mask-dir", default=None, metavar="DIR",
                    help="derivative folder with sub-<L>/anat/sub-<L>_desc-csf_mask.nii[.gz] on the MEGRE grid: the "
                         "CSF (reference) region of MEDI+0, whose mean chi is the zero (default: CSF from R2* < 5 1/s; "
-                        "where there is none, MEDI without a reference, noted in the sidecar)")
+                        "where there is none, MEDI without a reference, noted in the sidecar). Prefer a mask of all "
+                        "the brain's CSF to the ventricles alone: a compact mask holds the low spatial frequencies "
+                        "poorly and is flagged)")
     p.add_argument("--no-fields", action="store_true",
                    help="do not write the total/local field maps (fmap/*_desc-{total,local}_fieldmap, Hz)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

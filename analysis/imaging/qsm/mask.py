@@ -12,7 +12,8 @@ from scipy import ndimage
 
 from .kernels import as_voxel_size
 
-__all__ = ["ball", "brain_mask", "erode_mm", "csf_mask_from_r2star", "is_skull_stripped", "largest_component"]
+__all__ = ["ball", "brain_mask", "erode_mm", "csf_mask_from_r2star", "csf_mask_spread_mm", "is_skull_stripped",
+           "largest_component", "COMPACT_CSF_SPREAD_MM"]
 
 
 def ball(radius_mm, voxel_size):
@@ -180,6 +181,44 @@ def is_skull_stripped(magnitude, mask):
     if not shell.any():
         return False
     return bool(np.mean(np.asarray(magnitude)[shell] == 0) > 0.5)
+
+
+#: :func:`csf_mask_spread_mm` above which a CSF mask is "compact" (e.g. the ventricles alone; see there).
+COMPACT_CSF_SPREAD_MM = 15.0
+
+
+def csf_mask_spread_mm(csf_mask, mask, *, voxel_size=(1.0, 1.0, 1.0)):
+    """How far the brain is from its CSF mask: the median distance (mm) of brain voxels to the nearest CSF voxel.
+
+    MEDI+0's CSF term holds χ uniform over the CSF mask, and with MEDI's SMV high-pass it is also what pins the
+    lowest spatial frequencies of χ. A mask that spans the brain (ventricles, sulci, outer CSF) does that; the
+    ventricles alone do not. Simulated data, realistic head phantom (texture, iron gradients, partial volume), SNR
+    100, default recipe, thalamus − CSF error of the reconstruction with the R2* mask / the ventricles alone:
+    −1.8 / −8.0 ppb at 2 mm, +1.0 / −4.6 ppb at 1 × 1 × 2 mm, +1.5 / −8.9 ppb at 0.5 × 0.5 × 2 mm (40 mm slab).
+    Their spreads: 4–7 mm for the R2* masks (median distance), 23–32 mm for the ventricles. Dropping the CSF
+    term with the ventricles alone (``lambda_csf=0``, zero reference kept) gave −1.1, +3.8 and −3.3 ppb: no
+    reliable remedy, so a compact mask is flagged (:data:`COMPACT_CSF_SPREAD_MM`), not silently changed.
+
+    Parameters
+    ----------
+    csf_mask, mask : ndarray of bool, shape (X, Y, Z)
+        CSF mask and brain mask.
+    voxel_size : tuple of 3 float
+        Voxel size (mm).
+
+    Returns
+    -------
+    float
+        Median distance (mm) over the brain mask; ``inf`` for an empty CSF mask.
+    """
+    c = np.asarray(csf_mask, bool)
+    m = np.asarray(mask, bool)
+    if c.shape != m.shape:
+        raise ValueError(f"csf_mask shape {c.shape} does not match mask shape {m.shape}")
+    if not c.any() or not m.any():
+        return float("inf")
+    dist = ndimage.distance_transform_edt(~c, sampling=as_voxel_size(voxel_size))
+    return float(np.median(dist[m]))
 
 
 def csf_mask_from_r2star(r2star, mask, *, voxel_size=(1.0, 1.0, 1.0), threshold_per_s=5.0, erosion_mm=5.0,

@@ -1,5 +1,7 @@
 """End-to-end reconstruction of a simulated multi-echo acquisition."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -165,3 +167,32 @@ def test_default_brain_mask_when_none_is_given(acquisition):
     head = (x / 23) ** 2 + (y / 23) ** 2 + (z / 23) ** 2 <= 1
     bm = out["brain_mask"]
     assert np.all(head[bm]) and bm.sum() > 0.9 * head.sum()
+
+
+def test_a_compact_csf_mask_is_flagged(acquisition):
+    """MEDI+0 with a CSF mask far from most of the brain (here the ellipsoid's ventricles) warns and says so in the
+    parameters; the spread is the median distance of brain voxels to the mask."""
+    from analysis.imaging.qsm.mask import COMPACT_CSF_SPREAD_MM, csf_mask_spread_mm
+
+    a = acquisition
+    csf = a["labels"] == 3
+    spread = csf_mask_spread_mm(csf, a["mask"], voxel_size=VS)
+    assert spread > COMPACT_CSF_SPREAD_MM
+    # a mask spread over the brain (every 4th slice of it) is not compact
+    spread_out = np.zeros_like(a["mask"])
+    spread_out[::4] = a["mask"][::4]
+    assert csf_mask_spread_mm(spread_out, a["mask"], voxel_size=VS) < COMPACT_CSF_SPREAD_MM
+    assert csf_mask_spread_mm(np.zeros_like(csf), a["mask"], voxel_size=VS) == np.inf
+    with pytest.warns(RuntimeWarning, match="compact CSF mask"):
+        out = reconstruct_megre(a["mag"], a["phase"], TE, voxel_size_mm=VS, mask=a["mask"], method="medi0",
+                                csf_mask=csf, progress=False)
+    p = out["parameters"]
+    assert p["method"] == "MEDI+0" and p["csf_mask"] == "given" and p["csf_warning"].startswith("compact CSF mask")
+    assert p["csf_mask_spread_mm"] == pytest.approx(spread)
+    # without the CSF term (lambda_csf=0) nothing is flagged
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        out0 = reconstruct_megre(a["mag"], a["phase"], TE, voxel_size_mm=VS, mask=a["mask"], method="medi0",
+                                 csf_mask=csf, lambda_csf=0.0, progress=False)
+    assert out0["parameters"]["csf_mask"] == "given" and out0["parameters"]["csf_mask_spread_mm"] is None
+    assert out0["parameters"]["csf_warning"] is None
