@@ -648,12 +648,11 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
     return chi, info
 
 
-def _medi_pass(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_direction=(0.0, 0.0, 1.0),
-         lambda_="auto", delta_te_s=DEFAULT_DELTA_TE_S, b0_tesla=DEFAULT_B0_TESLA, percentage=0.9,
-         max_iter=10, tol_norm_ratio=0.1, cg_max_iter=100, cg_tol=0.01, epsilon=1e-6, csf_mask=None,
-         lambda_csf=100.0, zero_reference=True, smv_radius_mm=None, merit=False, pad=4, progress=False,
-         return_info=False, workers=None, solver="admm", admm_options=None):
-    """One MEDI inversion with at most one SMV radius (the body of :func:`medi`; same parameters)."""
+def _medi_pass(local_field, mask, magnitude, *, voxel_size, noise_std, b0_direction, lambda_, delta_te_s, b0_tesla,
+               percentage, max_iter, tol_norm_ratio, cg_max_iter, cg_tol, epsilon, csf_mask, lambda_csf,
+               zero_reference, smv_radius_mm, merit, pad, progress, return_info, workers, solver, admm_options):
+    """One MEDI inversion with at most one SMV radius: the body of :func:`medi`, which passes every parameter
+    (documented there) explicitly."""
     if solver not in ("gncg", "admm"):
         raise ValueError(f"solver must be 'gncg' or 'admm', got {solver!r}")
     if solver == "admm":
