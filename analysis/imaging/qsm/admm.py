@@ -28,6 +28,7 @@ from .dipole import (
     DATA_TERMS,
     DEFAULT_B0_TESLA,
     DEFAULT_DELTA_TE_S,
+    DEFAULT_LAMBDA_CSF,
     _check_int,
     _check_range,
     _output_mask,
@@ -91,8 +92,8 @@ def _objective_grid(pr, x, *, epsilon=0.0):
 
 def medi_objective(chi, local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_direction=(0.0, 0.0, 1.0),
                    lambda_="auto", delta_te_s=DEFAULT_DELTA_TE_S, b0_tesla=DEFAULT_B0_TESLA, percentage=0.9,
-                   data_term="nonlinear", csf_mask=None, lambda_csf=100.0, smv_radius_mm=None, pad=4, epsilon=0.0,
-                   workers=None):
+                   data_term="nonlinear", csf_mask=None, lambda_csf=DEFAULT_LAMBDA_CSF, smv_radius_mm=None, pad=4,
+                   epsilon=0.0, workers=None):
     """Value of MEDI's objective at a susceptibility map (to compare solvers).
 
     The objective is that of :func:`analysis.imaging.qsm.medi` and :func:`medi_admm` with the same
@@ -492,9 +493,10 @@ def _solve(pr, *, max_iter, tol, mu_gradient, mu_data, mu_csf, alpha, newton_ste
 
 def medi_admm(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_direction=(0.0, 0.0, 1.0),
               lambda_="auto", delta_te_s=DEFAULT_DELTA_TE_S, b0_tesla=DEFAULT_B0_TESLA, percentage=0.9,
-              data_term="nonlinear", max_iter=100, tol=TOL, csf_mask=None, lambda_csf=100.0, zero_reference=True,
-              smv_radius_mm=None, merit=False, merit_every=10, pad=4, mu_gradient=MU_GRADIENT, mu_data=MU_DATA,
-              mu_csf=MU_CSF, relaxation=RELAXATION, newton_steps=1, progress=False, return_info=False, workers=None):
+              data_term="nonlinear", max_iter=100, tol=TOL, csf_mask=None, lambda_csf=DEFAULT_LAMBDA_CSF,
+              zero_reference=True, smv_radius_mm=None, merit=False, merit_every=10, pad=4, mu_gradient=MU_GRADIENT,
+              mu_data=MU_DATA, mu_csf=MU_CSF, relaxation=RELAXATION, newton_steps=1, progress=False, return_info=False,
+              workers=None):
     """MEDI dipole inversion by ADMM (FANSI-type splitting); optionally MEDI+0 with a CSF mask.
 
     Minimises the objective of :func:`analysis.imaging.qsm.medi` — same inputs, preprocessing,

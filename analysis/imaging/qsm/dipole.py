@@ -55,8 +55,10 @@ from .kernels import (
 )
 
 __all__ = ["medi", "tkd", "gradient_mask", "smv_eroded_mask", "smv_radii_mm", "DEFAULT_DELTA_TE_S", "DEFAULT_B0_TESLA",
-           "TOOLBOX_SMV_RADIUS_MM", "SMV_RADIUS_VOXELS"]
+           "DEFAULT_LAMBDA_CSF", "TOOLBOX_SMV_RADIUS_MM", "SMV_RADIUS_VOXELS"]
 
+#: Weight of MEDI+0's CSF uniformity term (the toolbox's ``MEDI_full_process``: ``'lambda_CSF', 100``).
+DEFAULT_LAMBDA_CSF = 100.0
 #: The MEDI toolbox's SMV high-pass radius (mm) in ``MEDI_full_process``.
 TOOLBOX_SMV_RADIUS_MM = 5.0
 #: ``smv_radius_mm="auto"``: the deepest SMV radius in voxels (geometric-mean edge) — the toolbox's
@@ -508,7 +510,8 @@ def _to_ppm(pr, x, out_mask, *, zero_reference, keep_unmasked):
 def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_direction=(0.0, 0.0, 1.0),
          lambda_="auto", delta_te_s=DEFAULT_DELTA_TE_S, b0_tesla=DEFAULT_B0_TESLA, percentage=0.9,
          max_iter=10, tol_norm_ratio=0.1, cg_max_iter=100, cg_tol=0.01, epsilon=1e-6, csf_mask=None,
-         lambda_csf=100.0, zero_reference=True, smv_radius_mm=None, merit=False, pad=4, progress=False,
+         lambda_csf=DEFAULT_LAMBDA_CSF, zero_reference=True, smv_radius_mm=None, merit=False, pad=4,
+         progress=False,
          return_info=False, workers=None, solver="admm", admm_options=None):
     """MEDI dipole inversion (``MEDI_L1``), optionally MEDI+0 with a CSF mask.
 

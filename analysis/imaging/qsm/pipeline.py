@@ -31,7 +31,7 @@ import numpy as np
 from analysis.io import progress_bar
 
 from .background import pdf, vsharp
-from .dipole import medi, smv_eroded_mask, smv_radii_mm, tkd
+from .dipole import DEFAULT_LAMBDA_CSF, medi, smv_eroded_mask, smv_radii_mm, tkd
 from .fit import combine_magnitude, fit_field_complex, r2star_loglinear, rad_to_ppm
 from .kernels import as_direction, as_voxel_size
 from .mask import COMPACT_CSF_SPREAD_MM, brain_mask, csf_mask_from_r2star, csf_mask_spread_mm
@@ -365,7 +365,7 @@ def reconstruct_recipes(magnitude, phase, echo_times_s, *, recipes, voxel_size_m
             csf = csf & cur_mask
             if not csf.any():
                 raise ValueError(f"{where}csf_mask has no voxel inside the (eroded) brain mask")
-            if method != "tkd" and options.get("lambda_csf", 100.0):   # MEDI's CSF term is on
+            if method != "tkd" and options.get("lambda_csf", DEFAULT_LAMBDA_CSF):   # MEDI's CSF term is on
                 csf_spread = csf_mask_spread_mm(csf, cur_mask, voxel_size=vs)
                 if csf_spread > COMPACT_CSF_SPREAD_MM:
                     csf_note_compact = (
@@ -407,7 +407,7 @@ def reconstruct_recipes(magnitude, phase, echo_times_s, *, recipes, voxel_size_m
                 inv_info["rim_pass"] = {"n_iter": plain_info.get("n_iter", plain_info.get("n_gn")),
                                         "seconds": plain_info["seconds"], "offset_ppm": offset,
                                         "lambda": float(plain_info["lambda"])}
-            if len(inv_info.get("smv_radii_mm", ())) > 1:
+            if len(inv_info["smv_radii_mm"]) > 1:   # medi's radii after "auto" dropped a pass that did not fit
                 used = inv_info["smv_radii_mm"]
                 smv_note = (f"nested SMV passes of {', '.join(f'{r:g}' for r in used)} mm: each gives χ where its "
                             "sphere fits and the deeper ones do not")
@@ -436,7 +436,7 @@ def reconstruct_recipes(magnitude, phase, echo_times_s, *, recipes, voxel_size_m
             "options": {k: v for k, v in options.items() if np.isscalar(v) or v is None},
             "rim": rim_note,
             "smv": smv_note,
-            "smv_radii_mm": list(inv_info.get("smv_radii_mm", radii)) if method != "tkd" else [],
+            "smv_radii_mm": list(inv_info["smv_radii_mm"]) if method != "tkd" else [],
             "step_options": {k: {kk: vv for kk, vv in v.items() if np.isscalar(vv) or vv is None}
                              for k, v in (("fit_options", fit_options), ("mask_options", mask_options),
                                           ("unwrap_options", unwrap_options),
