@@ -44,8 +44,8 @@ Cases (``--cases``; default all but ``pdf``, ``pdf-nomag``, ``noise...``-free ex
     pdf                           pdf field, magnitude + fit noise map
     pdf-nomag                     pdf field, no magnitude, no noise map (the real-data situation)
     whole-brain                   pdf field, magnitude, noise map, the pipeline's default MEDI+0 recipe
-                                  (CSF mask from R2*, nested SMV: 10 then 5 mm at 2 mm, a given λ
-                                  for both passes; MERIT); NRMSE on the SMV-eroded mask (the
+                                  (CSF mask from R2*, nested SMV passes of smv_radius_mm='auto', a
+                                  given λ for every pass; MERIT); NRMSE on the SMV-eroded mask (the
                                   locality rule refuses the SMV option)
     slab                          realistic phantom only: 0.5 × 0.5 × 2 mm, 40 mm slab, exact, SNR 100
     1mm                           exact, SNR 100, 1 mm (about 10 minutes with the realistic phantom)

@@ -78,8 +78,9 @@ def add_parser(subparsers):
                         "recipe's, the toolbox's 1000)")
     p.add_argument("--smv-radius", type=float, default=None, metavar="MM",
                    help="MEDI: SMV high-pass of field and kernel with this radius (mm), mask eroded by it "
-                        "(the toolbox's 'smv'; 0 = none; default: the recipe's: for whole-brain 5 mm, with a deeper "
-                        "pass of 5 voxels first where voxels are 1.5 mm or larger; 5 mm for medi-full-process)")
+                        "(the toolbox's 'smv'; 0 = none; default: the recipe's: for whole-brain 5 mm, nested inside "
+                        "passes of 30, 20 and 10 mm for the deeper brain where they fit (40 mm too with a compact CSF "
+                        "mask); 5 mm for medi-full-process)")
     p.add_argument("--merit", action=argparse.BooleanOptionalAction, default=None,
                    help="MEDI: MERIT reweighting of voxels with large residuals (default: the recipe's)")
     p.add_argument("--b0-tesla", type=float, default=None,

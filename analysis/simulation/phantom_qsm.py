@@ -75,8 +75,8 @@ def reconstruct_phantom(phantom, *, snr=100.0, seed=0, background="pdf",
 
     The default is the MEDI toolbox's whole-brain recipe (``MEDI_full_process``): PDF background
     removal, then MEDI+0 (CSF regularisation and zero reference) with the SMV high-pass and
-    MERIT — with the voxel-aware SMV radius of the default CLI recipe (5 mm; at 2 mm voxels a
-    10 mm pass for the deep brain first) and λ = 2000 (see Notes).
+    MERIT — with the nested SMV passes of the default CLI recipe (5 mm, inside passes of 30, 20
+    and 10 mm for the deeper brain) and λ = 2000 (see Notes).
 
     Parameters
     ----------
@@ -100,8 +100,8 @@ def reconstruct_phantom(phantom, *, snr=100.0, seed=0, background="pdf",
         Progress bars.
     smv_radius_mm : float, optional
         MEDI's SMV high-pass radius (mm). Default (None): the rule of
-        :func:`analysis.imaging.qsm.recipes.complete_recipe` — 5 mm after PDF or no background
-        removal, none after V-SHARP (whose local field is already high-passed) or for TKD; 0
+        :func:`analysis.imaging.qsm.recipes.complete_recipe` — the nested passes of ``"auto"``
+        after PDF or no background removal, none after V-SHARP (whose local field is already high-passed) or for TKD; 0
         switches it off.
     merit : bool, optional
         MEDI's MERIT reweighting. Default (None): on whenever the SMV high-pass is.
@@ -132,7 +132,8 @@ def reconstruct_phantom(phantom, *, snr=100.0, seed=0, background="pdf",
     ==========================================================  =================  ==============
     SMV 5 mm, CSF mask = the lateral ventricles (the former)    −1.5 … −1.7        −13.9 (seed 0)
     SMV 5 mm, CSF mask from R2* (all CSF)                       −0.7 (seed 0)      −5.8 (seed 0)
-    SMV 10 mm then 5 mm, CSF mask from R2* (default)            −0.36 … −0.49      −0.2, −2.0
+    SMV 10 mm then 5 mm, CSF mask from R2* (the former)         −0.36 … −0.49      −0.2, −2.0
+    SMV 30, 20, 10, 5 mm, CSF mask from R2* (default)           −0.33 … −0.47      +1.1, −0.9
     ==========================================================  =================  ==============
 
     MEDI+0's CSF term holds χ uniform over the CSF mask. A mask that spans the brain (the R2*

@@ -77,7 +77,7 @@ def test_outputs_figures_and_derivatives(phantom_run):
     assert side["Units"] == "ppm" and side["Method"] == "MEDI+0"
     assert side["Parameters"]["recipe"] == "MEDI+0" and side["Parameters"]["lambda"] == 2000.0
     assert side["Parameters"]["options"] == {"smv_radius_mm": "auto", "merit": True, "solver": "gncg"}
-    assert side["Parameters"]["smv_radii_mm"] == [10.0, 5.0]
+    assert side["Parameters"]["smv_radii_mm"] == [30.0, 20.0, 10.0, 5.0]
     assert side["Parameters"]["lambda_method"] == "given" and side["Parameters"]["solver"] == "gncg"
     for slug in ("medi0-lambda1000", "medi", "medi-vsharp", "tkd"):
         assert (work / "qsm" / slug / "sub-01" / "anat" / "sub-01_Chimap.nii.gz").is_file(), slug

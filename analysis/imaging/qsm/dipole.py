@@ -37,6 +37,7 @@ import time
 
 import numpy as np
 import scipy.fft as sfft
+from scipy import ndimage
 
 from analysis.io import progress_bar
 
@@ -53,19 +54,27 @@ from .kernels import (
     pad_array,
     sphere_kernel,
 )
+from .mask import COMPACT_CSF_SPREAD_MM, csf_mask_spread_mm
 
 __all__ = ["medi", "tkd", "gradient_mask", "smv_eroded_mask", "smv_radii_mm", "DEFAULT_DELTA_TE_S", "DEFAULT_B0_TESLA",
-           "DEFAULT_LAMBDA_CSF", "TOOLBOX_SMV_RADIUS_MM", "SMV_RADIUS_VOXELS"]
+           "DEFAULT_LAMBDA_CSF", "TOOLBOX_SMV_RADIUS_MM", "AUTO_SMV_RADII_MM", "AUTO_SMV_ANCHORED_MAX_MM"]
 
 #: Weight of MEDI+0's CSF uniformity term (the toolbox's ``MEDI_full_process``: ``'lambda_CSF', 100``).
 DEFAULT_LAMBDA_CSF = 100.0
 #: The MEDI toolbox's SMV high-pass radius (mm) in ``MEDI_full_process``.
 TOOLBOX_SMV_RADIUS_MM = 5.0
-#: ``smv_radius_mm="auto"``: the deepest SMV radius in voxels (geometric-mean edge) — the toolbox's
-#: 5 mm at the 1 mm voxels it was built for (see :func:`smv_radii_mm`).
-SMV_RADIUS_VOXELS = 5.0
-#: ``"auto"`` adds the deeper pass only when it is at least this many times the toolbox's radius.
-_SMV_NEST_MIN_RATIO = 1.5
+#: ``smv_radius_mm="auto"``: the candidate radii (mm) of the nested SMV passes, deepest first — every
+#: 10 mm from 40 mm down, then the toolbox's 5 mm; :func:`medi` keeps a deeper pass only where it fits
+#: the object, and the 40 mm pass only without a CSF mask that spans it (see :func:`smv_radii_mm`).
+AUTO_SMV_RADII_MM = (40.0, 30.0, 20.0, 10.0, TOOLBOX_SMV_RADIUS_MM)
+#: ``"auto"`` with a CSF mask that spans the object (:func:`~analysis.imaging.qsm.mask.csf_mask_spread_mm` at
+#: most :data:`~analysis.imaging.qsm.mask.COMPACT_CSF_SPREAD_MM`): no pass deeper than this (mm).
+AUTO_SMV_ANCHORED_MAX_MM = 30.0
+#: ``"auto"`` keeps a deeper pass only if its eroded mask holds at least this volume (mL; a sphere of 13 mm) of
+#: voxels whose 6 neighbours are in it too (a thin sheet, e.g. the middle of a slab, does not count)…
+AUTO_SMV_MIN_ML = 10.0
+#: …and, with a CSF mask (MEDI+0), at least this volume (mL) of it.
+AUTO_SMV_MIN_CSF_ML = 0.5
 
 
 def smv_radii_mm(smv_radius_mm, voxel_size):
@@ -75,11 +84,15 @@ def smv_radii_mm(smv_radius_mm, voxel_size):
     ----------
     smv_radius_mm : None, float, sequence of float or "auto"
         None or 0: no SMV high-pass. A number: one pass with that radius. A sequence: one pass per
-        radius, nested (see :func:`medi`). ``"auto"``: the toolbox's 5 mm, and first a deeper pass
-        of :data:`SMV_RADIUS_VOXELS` voxels (geometric-mean voxel edge) where that is at least
-        7.5 mm — i.e. for voxels of 1.5 mm and more (2 mm isotropic: 10 mm, then 5 mm).
+        radius, nested (see :func:`medi`). ``"auto"``: the candidates :data:`AUTO_SMV_RADII_MM`
+        (40, 30, 20 and 10 mm, then the toolbox's 5 mm), of which :func:`medi` keeps each deeper
+        pass only where it fits the object — its eroded mask holds at least
+        :data:`AUTO_SMV_MIN_ML` and, with a CSF mask, :data:`AUTO_SMV_MIN_CSF_ML` of CSF — and
+        nothing deeper than :data:`AUTO_SMV_ANCHORED_MAX_MM` when a CSF mask spans the object
+        (:func:`~analysis.imaging.qsm.mask.csf_mask_spread_mm` ≤
+        :data:`~analysis.imaging.qsm.mask.COMPACT_CSF_SPREAD_MM`).
     voxel_size : tuple of 3 float
-        Voxel size (mm).
+        Voxel size (mm); checked, the radii are in mm.
 
     Returns
     -------
@@ -88,31 +101,47 @@ def smv_radii_mm(smv_radius_mm, voxel_size):
 
     Notes
     -----
-    Why "auto" is voxel-aware: the high-pass ``1 − S`` leaves the lowest spatial frequencies to
-    the regulariser, and how much of a deep-grey-matter contrast survives depends on the radius in
-    voxels, not only in mm. On the realistic head phantom (texture, iron gradients, partial
-    volume; SNR 100, the default recipe otherwise, R2* CSF mask), the thalamus − CSF contrast of
-    the map against the truth through the same ROI measurement was +0.8 ppb at 1 mm and
-    +1.0 ppb at 1 × 1 × 2 mm with 5 mm (5 and 4 voxels), but −6.8 ppb at 2 mm (2.5 voxels);
-    7, 8, 10 and 14 mm gave −4.6, −3.4, −1.8 and −0.9 ppb there. A larger radius erodes more
-    (the rim that the whole-brain recipe fills grows, and its errors with it: the simple
-    phantom's whole-mask NRMSE went from 19.5 % to 27.7 % with 10 mm alone), so the deeper pass
-    only gives χ where its sphere fits and the 5 mm pass gives the band between; that kept the
-    simple phantom at 19.7 % and −0.25 ppb (5 mm alone: 19.5 %, −0.43 ppb) while the realistic
-    one went from −6.8 to −1.8 ppb (NRMSE 48.1 → 46.7 %). At 1 × 1 × 2 mm a 6.3 mm pass changed
-    nothing (+0.98 vs +0.99 ppb), hence the 7.5 mm floor for the deeper pass.
+    Why nested deep passes: the high-pass ``1 − S`` removes the residual background field of
+    PDF exactly (it is harmonic inside the mask: the mean-value property), but it also removes
+    the lowest spatial frequencies of χ, below about one over the radius, and leaves them to the
+    regulariser and to MEDI+0's CSF term. A CSF mask that spans the brain (ventricles, sulci,
+    outer CSF) pins them; a compact one (the ventricles alone — all the CSF there is in a
+    skull-stripped brain built from FreeSurfer labels) does not, and the deep grey matter then
+    comes out low. A larger radius keeps more of the low frequencies but erodes more, so each
+    deeper pass gives χ only where its sphere fits and the shallower ones fill the bands
+    outward (the rim that the whole-brain recipe fills does not grow).
+
+    Realistic head phantom (texture, iron gradients, partial volume; field simulated on a grid
+    twice as fine), SNR 100, default recipe otherwise: thalamus − CSF error of the map against
+    the same ROI measure on the true map (ppb), with the CSF mask from R2* (spans the brain) /
+    the ventricles' pure CSF alone (compact):
+
+    ===========================  ===============  ===============  ===============  ===============
+    passes (mm)                  2 mm, seed 0     2 mm, seed 1     1 × 1 × 2 mm     1 mm
+    ===========================  ===============  ===============  ===============  ===============
+    5                            −6.8 / −8.6      –                +1.0 / −4.7      +0.8 / −4.5
+    10, 5 (previous "auto")      −1.8 / −5.7      –                +1.6 / −2.7      –
+    30, 20, 10, 5                −0.8 / −2.1      −1.0 / −4.0      +0.1 / −1.2      +0.6 / −0.5
+    40, 30, 20, 10, 5            +2.3 / −0.6      +0.2 / −2.0      +2.8 / +0.3      +2.8 / +0.6
+    ===========================  ===============  ===============  ===============  ===============
+
+    The 40 mm pass (a core of about 70 mL) helps only where the CSF term cannot pin the low
+    frequencies and otherwise adds about +2 ppb of its own, hence :data:`AUTO_SMV_ANCHORED_MAX_MM`.
+    On a slab 40 mm thick (0.5 × 0.5 × 2 mm) only the 10 mm pass fits: +2.5 ppb with the R2*
+    mask, −10 ppb with the ventricles alone, which the pipeline flags.
+
+    With the true local field (no background removal) and no SMV the error is +0.8 ppb with
+    either CSF mask; PDF's own residual (1.6–2.5 ppb of smooth field deep in the brain) is what
+    makes the SMV high-pass necessary.
     """
+    as_voxel_size(voxel_size)   # checked; the radii are in mm
     if smv_radius_mm is None:
         return ()
     if isinstance(smv_radius_mm, str):
         if smv_radius_mm != "auto":
             raise ValueError(f"smv_radius_mm must be a radius in mm, a sequence of radii, 'auto' or None, "
                              f"got {smv_radius_mm!r}")
-        vs = as_voxel_size(voxel_size)
-        deep = SMV_RADIUS_VOXELS * float(np.prod(vs)) ** (1.0 / 3.0)
-        if deep >= _SMV_NEST_MIN_RATIO * TOOLBOX_SMV_RADIUS_MM:
-            return (deep, TOOLBOX_SMV_RADIUS_MM)
-        return (TOOLBOX_SMV_RADIUS_MM,)
+        return AUTO_SMV_RADII_MM
     if np.isscalar(smv_radius_mm):
         values = [_check_range(smv_radius_mm, "smv_radius_mm", 0.0, np.inf, lo_open=False)]
     else:
@@ -564,11 +593,12 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
     smv_radius_mm : float, sequence of float or "auto", optional
         The toolbox's ``'smv'`` option (e.g. 5): SMV high-pass of field and kernel, mask eroded
         by the radius; χ is then returned on the eroded mask. Several radii (or ``"auto"``, see
-        :func:`smv_radii_mm`: 10 then 5 mm at 2 mm voxels, 5 mm alone at 1 mm) run one
-        inversion per radius, deepest first: each gives χ where its own sphere fits and the
-        deeper ones do not, shifted by its mean difference to them over their mask. The deeper
-        passes keep the low spatial frequencies that a small radius in voxels loses (deep-grey
-        contrast); the last one reaches as close to the edge as its radius allows.
+        :func:`smv_radii_mm`: 40, 30, 20, 10 and 5 mm, each deeper pass only where it fits the
+        object) run one inversion per radius, deepest first: each gives χ where its own sphere
+        fits and the deeper ones do not, shifted by its mean difference to them over their mask.
+        The deeper passes keep the low spatial frequencies that a small radius loses (deep-grey
+        contrast, above all with a compact CSF mask); the last one reaches as close to the edge
+        as its radius allows.
     merit : bool
         The toolbox's ``'merit'`` option: after each Gauss–Newton step, voxels whose data residual
         exceeds 6 standard deviations get their weight reduced.
@@ -616,12 +646,8 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
               csf_mask=csf_mask, lambda_csf=lambda_csf, zero_reference=zero_reference, merit=merit, pad=pad,
               progress=progress, workers=workers, solver=solver, admm_options=admm_options)
     if isinstance(smv_radius_mm, str) and len(radii) > 1 and np.shape(mask) == np.shape(local_field):
-        # the deeper pass only where it fits: not for an object smaller than its sphere, nor where
-        # the CSF mask lies only outside its eroded mask (a mask of the wrong shape is left to the
-        # pass's own checks, which name it)
-        deep = smv_eroded_mask(mask, radii[0], voxel_size=voxel_size, pad=pad, workers=workers)
-        if not deep.any() or (csf_mask is not None and not (np.asarray(csf_mask, bool) & deep).any()):
-            radii = radii[1:]
+        radii = _fitting_radii(radii, mask, csf_mask if lambda_csf else None, voxel_size=voxel_size, pad=pad,
+                               workers=workers)
     if len(radii) <= 1:
         out = _medi_pass(local_field, mask, magnitude, smv_radius_mm=radii[0] if radii else None,
                          return_info=return_info, **kw)
@@ -649,6 +675,30 @@ def medi(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_directi
     info.update(mask=have, chi_unmasked=np.where(have, chi, outside).astype(np.float32), smv_radii_mm=list(radii),
                 smv_passes=passes, seconds=time.perf_counter() - t_start)
     return chi, info
+
+
+def _fitting_radii(radii, mask, csf_mask, *, voxel_size, pad, workers):
+    """``"auto"``'s passes that fit the object: the shallowest always; each deeper one only if its eroded
+    mask holds :data:`AUTO_SMV_MIN_ML` (counting voxels whose 6 neighbours are in it too) and, with a CSF
+    mask, :data:`AUTO_SMV_MIN_CSF_ML` of it; none deeper than :data:`AUTO_SMV_ANCHORED_MAX_MM` with a CSF
+    mask that spans the object (a mask of the wrong shape is left to the pass's own checks, which name it)."""
+    m = np.asarray(mask, bool)
+    csf = None if csf_mask is None or np.shape(csf_mask) != m.shape else np.asarray(csf_mask, bool) & m
+    ml_per_voxel = float(np.prod(as_voxel_size(voxel_size))) / 1000.0
+    deepest = np.inf
+    if csf is not None and csf_mask_spread_mm(csf, m, voxel_size=voxel_size) <= COMPACT_CSF_SPREAD_MM:
+        deepest = AUTO_SMV_ANCHORED_MAX_MM
+    kept = []
+    for r in radii[:-1]:
+        if r > deepest:
+            continue
+        deep = smv_eroded_mask(m, r, voxel_size=voxel_size, pad=pad, workers=workers)
+        interior = ndimage.binary_erosion(deep, border_value=0)
+        if interior.sum() * ml_per_voxel < AUTO_SMV_MIN_ML or (
+                csf is not None and (csf & deep).sum() * ml_per_voxel < AUTO_SMV_MIN_CSF_ML):
+            continue
+        kept.append(r)
+    return tuple(kept) + (radii[-1],)
 
 
 def _medi_pass(local_field, mask, magnitude, *, voxel_size, noise_std, b0_direction, lambda_, delta_te_s, b0_tesla,

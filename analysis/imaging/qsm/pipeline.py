@@ -31,7 +31,7 @@ import numpy as np
 from analysis.io import progress_bar
 
 from .background import pdf, vsharp
-from .dipole import DEFAULT_LAMBDA_CSF, medi, smv_eroded_mask, smv_radii_mm, tkd
+from .dipole import AUTO_SMV_ANCHORED_MAX_MM, DEFAULT_LAMBDA_CSF, medi, smv_eroded_mask, smv_radii_mm, tkd
 from .fit import combine_magnitude, fit_field_complex, r2star_loglinear, rad_to_ppm
 from .kernels import as_direction, as_voxel_size
 from .mask import COMPACT_CSF_SPREAD_MM, brain_mask, csf_mask_from_r2star, csf_mask_spread_mm
@@ -105,7 +105,10 @@ def reconstruct_megre(magnitude, phase, echo_times_s, *, voxel_size_mm, b0_tesla
         frequencies that the SMV high-pass leaves to the regulariser: a mask that spans the
         brain's CSF (the R2* default takes ventricles, sulci and the outer CSF) does that far
         better than the ventricles alone (2 mm realistic phantom, SMV 5 mm: thalamus − CSF
-        −5.8 against −13.9 ppb).
+        −5.8 against −13.9 ppb). With ``smv_radius_mm="auto"`` a compact mask gets a 40 mm SMV
+        pass for the deep brain instead (see :func:`~analysis.imaging.qsm.mask.csf_mask_spread_mm`);
+        where none of 30 mm or more fits, a compact mask is flagged (a ``RuntimeWarning`` and
+        ``parameters["csf_warning"]``).
     fill_rim : {'none', 'medi'}
         With MEDI's SMV high-pass (``smv_radius_mm``: mm, several radii or ``"auto"``, see
         :func:`~analysis.imaging.qsm.dipole.smv_radii_mm`), which erodes the mask by its (smallest) radius:
@@ -367,13 +370,6 @@ def reconstruct_recipes(magnitude, phase, echo_times_s, *, recipes, voxel_size_m
                 raise ValueError(f"{where}csf_mask has no voxel inside the (eroded) brain mask")
             if method != "tkd" and options.get("lambda_csf", DEFAULT_LAMBDA_CSF):   # MEDI's CSF term is on
                 csf_spread = csf_mask_spread_mm(csf, cur_mask, voxel_size=vs)
-                if csf_spread > COMPACT_CSF_SPREAD_MM:
-                    csf_note_compact = (
-                        f"compact CSF mask: brain voxels lie {csf_spread:.0f} mm (median) from it, more than "
-                        f"{COMPACT_CSF_SPREAD_MM:g} mm (e.g. the ventricles alone); MEDI+0's CSF term then pins the "
-                        "low spatial frequencies poorly: on a realistic simulated head the thalamus - CSF contrast "
-                        "came out 5-9 ppb low. A CSF mask that spans the brain's CSF (ventricles and sulci) avoids it")
-                    warnings.warn(f"{where}{csf_note_compact}", RuntimeWarning, stacklevel=2)
         inv_info = {}
         smv_mask = None
         rim_note = None
@@ -411,6 +407,17 @@ def reconstruct_recipes(magnitude, phase, echo_times_s, *, recipes, voxel_size_m
                 used = inv_info["smv_radii_mm"]
                 smv_note = (f"nested SMV passes of {', '.join(f'{r:g}' for r in used)} mm: each gives χ where its "
                             "sphere fits and the deeper ones do not")
+            deepest = max(inv_info["smv_radii_mm"], default=0.0)
+            if csf_spread is not None and csf_spread > COMPACT_CSF_SPREAD_MM and deepest < AUTO_SMV_ANCHORED_MAX_MM:
+                csf_note_compact = (
+                    f"compact CSF mask: brain voxels lie {csf_spread:.0f} mm (median) from it, more than "
+                    f"{COMPACT_CSF_SPREAD_MM:g} mm (e.g. the ventricles alone), and no SMV pass of "
+                    f"{AUTO_SMV_ANCHORED_MAX_MM:g} mm or more ({'none' if not deepest else f'{deepest:g} mm at most'}; "
+                    "the object is too thin for one, or the radius was set): the low spatial frequencies are then "
+                    "poorly pinned; on a realistic simulated head the thalamus - CSF contrast came out 5-10 ppb low. "
+                    "A CSF mask that spans the brain's CSF (ventricles and sulci), or smv_radius_mm='auto' on a "
+                    "whole brain, avoids it")
+                warnings.warn(f"{where}{csf_note_compact}", RuntimeWarning, stacklevel=2)
         own["inversion"] = time.perf_counter() - t0
         bar.update(1)
 

@@ -32,8 +32,8 @@ __all__ = ["RECIPES", "WHOLE_BRAIN_RECIPE", "TOOLBOX_RECIPE", "MEDI_ONLY_OPTIONS
 #: The toolbox's SMV high-pass radius (mm) in its whole-brain recipe (``medi-full-process``).
 DEFAULT_SMV_RADIUS_MM = TOOLBOX_SMV_RADIUS_MM
 #: The SMV radius of the ``whole-brain`` recipe and of :func:`complete_recipe`: the toolbox's 5 mm,
-#: nested inside a deeper pass of 5 voxels where voxels are 1.5 mm or larger
-#: (:func:`~analysis.imaging.qsm.dipole.smv_radii_mm`).
+#: nested inside deeper passes of 30, 20 and 10 mm (and 40 mm with a compact CSF mask) wherever they fit
+#: the object (:func:`~analysis.imaging.qsm.dipole.smv_radii_mm`).
 AUTO_SMV_RADIUS = "auto"
 
 #: PDF's CG iterations in the default recipe (the toolbox stops at 30, before PDF has removed
@@ -44,13 +44,14 @@ DEFAULT_PDF_MAX_ITER = 100
 #: Named sets of :func:`~analysis.imaging.qsm.pipeline.reconstruct_megre` keywords for
 #: ``--recipe``. ``whole-brain`` (the default) is the toolbox's ``MEDI_full_process`` with PDF run
 #: to :data:`DEFAULT_PDF_MAX_ITER` iterations, χ on the whole mask (the SMV-eroded rim filled),
-#: λ chosen from the data, the ADMM solver and the SMV radius of :data:`AUTO_SMV_RADIUS` (5 mm;
-#: at 2 mm voxels a 10 mm pass for the deep brain, then 5 mm). Simulated data, SNR 100, thalamus −
-#: CSF error of the reconstruction (the ROI measure on the map minus the same on the true map):
-#: 2 mm simple phantom NRMSE 19.7 % over 100 % of the mask, −0.25 ppb (5 mm alone: 19.5 %,
-#: −0.43 ppb; toolbox λ 1000 and Gauss–Newton: 22.0 %, −1.0 ppb); 2 mm realistic phantom 46.7 %,
-#: −1.8 ppb (5 mm alone: 48.1 %, −6.8 ppb; λ 1000 and Gauss–Newton: 95 %, −8.8 ppb); realistic
-#: 1 mm and 1 × 1 × 2 mm (5 mm): +0.8 and +1.0 ppb;
+#: λ chosen from the data, the ADMM solver and the SMV radii of :data:`AUTO_SMV_RADIUS` (nested
+#: passes of 30, 20, 10 and 5 mm where they fit; 40 mm first with a compact CSF mask). Simulated
+#: data, SNR 100, thalamus − CSF error of the reconstruction (the ROI measure on the map minus the
+#: same on the true map): 2 mm simple phantom NRMSE 20.3 % over 100 % of the mask, −0.7 ppb (5 mm
+#: alone: 19.5 %, −0.43 ppb; toolbox λ 1000 and Gauss–Newton: 22.0 %, −1.0 ppb); 2 mm realistic
+#: phantom 47.5 %, −0.8 ppb (5 mm alone: 48.1 %, −6.8 ppb; λ 1000 and Gauss–Newton: 95 %,
+#: −8.8 ppb); realistic 1 mm and 1 × 1 × 2 mm: +0.6 and +0.1 ppb; with the ventricles' CSF alone
+#: −0.6 (2 mm), +0.3 (1 × 1 × 2 mm) and +0.6 ppb (1 mm);
 #: ``medi-full-process`` is ``MEDI_full_process`` itself (λ 1000, Gauss–Newton, χ on the mask
 #: eroded by 5 mm: 16.7 % over 79 % of the mask); ``plain`` is PDF + MEDI (λ chosen from the data),
 #: which leaves errors at the brain edge.

@@ -76,7 +76,8 @@ class ImagingSettings:
     background : {'pdf', 'vsharp', 'none'}
         Background field removal (default PDF, as
         :func:`analysis.simulation.phantom_qsm.reconstruct_phantom`; after PDF, MEDI uses the SMV
-        high-pass of the default recipe — 5 mm, after a 10 mm pass at 2 mm voxels — and MERIT).
+        high-pass of the default recipe — 5 mm, after passes of 30, 20 and 10 mm for the deeper brain — and
+        MERIT).
     vsharp_max_radius_mm : float
         Largest V-SHARP sphere (mm), for ``background='vsharp'``.
     method : {'medi0', 'medi', 'tkd'}

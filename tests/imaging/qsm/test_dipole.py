@@ -2,11 +2,13 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from analysis.imaging.metrics import nrmse
 from analysis.imaging.qsm import forward_field, gradient_mask, smv_radii_mm, tkd
 from analysis.imaging.qsm import medi as medi_default
 from analysis.imaging.qsm._synthetic import ellipsoid_brain
+from analysis.imaging.qsm.dipole import AUTO_SMV_RADII_MM, smv_eroded_mask
 
 VS = (3.0, 3.0, 3.0)
 
@@ -116,12 +118,9 @@ def test_medi_options_smv_and_merit(phantom):
 
 
 def test_smv_radii_rule():
-    """``"auto"``: the toolbox's 5 mm, nested inside a 5-voxel pass where that is ≥ 7.5 mm."""
-    assert smv_radii_mm("auto", (2.0, 2.0, 2.0)) == (10.0, 5.0)
-    assert smv_radii_mm("auto", (1.0, 1.0, 1.0)) == (5.0,)
-    assert smv_radii_mm("auto", (1.0, 1.0, 2.0)) == (5.0,)        # 6.3 mm changed nothing there
-    assert smv_radii_mm("auto", (0.5, 0.5, 2.0)) == (5.0,)
-    assert smv_radii_mm("auto", (3.0, 3.0, 3.0)) == (15.0, 5.0)
+    """``"auto"``: every 10 mm from 40 mm down, then the toolbox's 5 mm (``medi`` keeps the deeper ones that fit)."""
+    for vs in ((2.0, 2.0, 2.0), (1.0, 1.0, 1.0), (1.0, 1.0, 2.0), (0.5, 0.5, 2.0), (3.0, 3.0, 3.0)):
+        assert smv_radii_mm("auto", vs) == (40.0, 30.0, 20.0, 10.0, 5.0) == AUTO_SMV_RADII_MM
     assert smv_radii_mm(None, VS) == () and smv_radii_mm(0, VS) == ()
     assert smv_radii_mm(5, VS) == (5.0,)
     assert smv_radii_mm([4.0, 9.0, 4.0], VS) == (9.0, 4.0)       # deepest first, duplicates dropped
@@ -153,14 +152,43 @@ def test_medi_nested_smv_passes(phantom):
     assert sum(p["n_voxels"] for p in info["smv_passes"]) == sm.sum()
     # outside the mask: the shallow pass's own solution, on the same reference
     np.testing.assert_allclose(info["chi_unmasked"][band], chi[band], atol=1e-6)
-    # "auto" at 3 mm voxels asks for 15 mm, then 5 mm: both on the ellipsoid, only 5 mm on a ball of 13 mm
+    # "auto" keeps the deeper candidates whose eroded mask holds >= 10 mL of voxels with their 6 neighbours in it
+    # (and >= 0.5 mL of the CSF mask when there is one), always the toolbox's 5 mm; a 13 mm ball keeps 5 mm alone
+    fits = [r for r in AUTO_SMV_RADII_MM[:-1]
+            if ndimage.binary_erosion(smv_eroded_mask(m, r, voxel_size=VS)).sum() * 27e-3 >= 10.0]
+    assert fits == [40.0, 30.0, 20.0, 10.0]                          # the ellipsoid (a brain-sized object) takes them all
     _, ai = medi_default(phantom["field"], m, phantom["magnitude"], smv_radius_mm="auto", return_info=True, **kw)
-    assert ai["smv_radii_mm"] == [15.0, 5.0]
+    assert ai["smv_radii_mm"] == fits + [5.0]
+    assert ai["mask"].sum() == smv_eroded_mask(m, 5.0, voxel_size=VS).sum()
+    # with a CSF mask only near the edge, no deeper pass holds CSF: 5 mm alone
+    rim_csf = m & ~smv_eroded_mask(m, 10.0, voxel_size=VS)
+    _, ci = medi_default(phantom["field"], m, phantom["magnitude"], smv_radius_mm="auto", return_info=True,
+                         csf_mask=rim_csf, **kw)
+    assert ci["smv_radii_mm"] == [5.0]
+    # with a CSF mask that spans the object (every third plane), no pass deeper than 30 mm; a compact one
+    # (a 12 mm ball at the centre) keeps the 40 mm pass
+    spread = m & (np.arange(m.shape[0]) % 3 == 0)[:, None, None]
+    _, wi = medi_default(phantom["field"], m, phantom["magnitude"], smv_radius_mm="auto", return_info=True,
+                         csf_mask=spread, **kw)
+    assert wi["smv_radii_mm"] == [30.0, 20.0, 10.0, 5.0]
     c = np.array(m.shape) / 2
+    centre = m & (np.sum((np.indices(m.shape).T - c) ** 2, axis=-1).T * 9.0 < 12.0**2)
+    _, ki = medi_default(phantom["field"], m, phantom["magnitude"], smv_radius_mm="auto", return_info=True,
+                         csf_mask=centre, **kw)
+    assert ki["smv_radii_mm"] == [40.0, 30.0, 20.0, 10.0, 5.0]
     ball = m & (np.sum((np.indices(m.shape).T - c) ** 2, axis=-1).T * 9.0 < 13.0**2)
     _, bi = medi_default(np.where(ball, phantom["field"], 0), ball, phantom["magnitude"], smv_radius_mm="auto",
                          return_info=True, **kw)
     assert bi["smv_radii_mm"] == [5.0] and bi["mask"].any()
+    # a slab 13 voxels (39 mm) thick: the 20 mm pass would leave at most a sheet one voxel thick (no voxel with
+    # its 6 neighbours inside, where λ's noise estimate fails), so it is dropped, 10 mm kept
+    slab = m.copy()
+    zc = m.shape[2] // 2
+    slab[..., : zc - 6] = False
+    slab[..., zc + 7:] = False
+    _, si = medi_default(np.where(slab, phantom["field"], 0), slab, phantom["magnitude"], smv_radius_mm="auto",
+                         return_info=True, **kw)
+    assert si["smv_radii_mm"] == [10.0, 5.0]
 
 
 def test_gradient_mask_edge_fraction():
@@ -181,8 +209,9 @@ def test_tkd_inverts_well_conditioned_fields_exactly():
     n = 32
     rng = np.random.default_rng(3)
     chi = rng.standard_normal((n, n, n)).astype(np.float32)
-    from analysis.imaging.qsm import dipole_kernel
     import scipy.fft as sfft
+
+    from analysis.imaging.qsm import dipole_kernel
 
     d = dipole_kernel((n, n, n))
     spec = sfft.rfftn(chi)

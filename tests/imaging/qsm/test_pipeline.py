@@ -196,3 +196,12 @@ def test_a_compact_csf_mask_is_flagged(acquisition):
                                  csf_mask=csf, lambda_csf=0.0, progress=False)
     assert out0["parameters"]["csf_mask"] == "given" and out0["parameters"]["csf_mask_spread_mm"] is None
     assert out0["parameters"]["csf_warning"] is None
+    # with "auto" SMV passes, a pass of >= 30 mm (which fits this ellipsoid) pins the low frequencies instead:
+    # the spread is recorded, nothing is flagged
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        out1 = reconstruct_megre(a["mag"], a["phase"], TE, voxel_size_mm=VS, mask=a["mask"], method="medi0",
+                                 csf_mask=csf, smv_radius_mm="auto", progress=False)
+    p1 = out1["parameters"]
+    assert max(p1["smv_radii_mm"]) >= 30.0 and p1["csf_warning"] is None
+    assert p1["csf_mask_spread_mm"] == pytest.approx(spread, rel=0.2)
