@@ -101,8 +101,11 @@ def timed(fun, *args, **kwargs):
 
 
 def run_solvers(local, mask, mag, vs, *, lam, workers, gncg_converged=False, admm_lambdas=(), csf=None, label="",
-                repeat=1):
+                repeat=1, smv=()):
     """Time every solver on one problem; return a list of row dicts (maps under key 'chi')."""
+    from functools import partial
+
+    from analysis.imaging.qsm import medi as medi_any
     from analysis.imaging.qsm import tkd
     from analysis.imaging.qsm.admm import medi_admm
     medi = _gncg()
@@ -112,6 +115,9 @@ def run_solvers(local, mask, mag, vs, *, lam, workers, gncg_converged=False, adm
     suffix = "+0" if csf is not None else ""
     jobs = [(f"ADMM{suffix}", medi_admm, dict(lambda_=lam, csf_mask=csf), grid_medi)]
     jobs += [(f"ADMM{suffix} λ{v:g}", medi_admm, dict(lambda_=v, csf_mask=csf), grid_medi) for v in admm_lambdas]
+    # the SMV high-pass as the default recipe runs it (medi() with MERIT; "auto": nested passes, one solve each)
+    jobs += [(f"ADMM{suffix} SMV {spec}", partial(medi_any, solver="admm"),
+              dict(lambda_=lam, csf_mask=csf, smv_radius_mm=spec, merit=True), grid_medi) for spec in smv]
     jobs.append((f"GN-CG{suffix}", medi, dict(lambda_=lam, csf_mask=csf), grid_medi))
     if gncg_converged:
         jobs.append((f"GN-CG{suffix} conv.", medi, dict(lambda_=lam, csf_mask=csf, max_iter=10, tol_norm_ratio=1e-9,
@@ -141,7 +147,9 @@ def run_solvers(local, mask, mag, vs, *, lam, workers, gncg_converged=False, adm
             pair_ms.append(1e3 * pw)
             peak = p if k == 0 else peak
         wall, ratio, cpu_ratio = min(walls), float(np.median(ratios)), float(np.median(cpu_ratios))
-        if "n_iter" in info:
+        if "smv_passes" in info:
+            iters = f"{len(info['smv_passes'])} passes"
+        elif "n_iter" in info:
             iters = f"{info['n_iter']}"
         elif "n_gn" in info:
             iters = f"{info['n_gn']} GN / {sum(info['n_cg'])} CG"
@@ -198,7 +206,8 @@ def bench_head(args):
         print(f"\n== {name}, {res:g} mm, shape {chi.shape}, {int(mask.sum())} brain voxels, noise {args.noise} ppm, "
               f"λ {args.lambda_}, FFT workers {args.workers} ==", flush=True)
         rows = run_solvers(local, mask, mag, vs, lam=args.lambda_, workers=args.workers,
-                           gncg_converged=args.gncg_converged, admm_lambdas=args.admm_lambdas, repeat=args.repeat)
+                           gncg_converged=args.gncg_converged, admm_lambdas=args.admm_lambdas, repeat=args.repeat,
+                           smv=args.smv)
         head_table(rows, chi, mask, labels, local, mag, vs)
         if args.medi0:
             from analysis.imaging.labels import LATERAL_VENTRICLES
@@ -207,7 +216,7 @@ def bench_head(args):
             print("MEDI+0 (CSF = lateral ventricles):")
             rows0 = run_solvers(local, mask, mag, vs, lam=args.lambda_, workers=args.workers,
                                 gncg_converged=args.gncg_converged, admm_lambdas=args.admm_lambdas, csf=csf,
-                                repeat=args.repeat)
+                                repeat=args.repeat, smv=args.smv)
             head_table(rows0, chi, mask, labels, local, mag, vs, csf=csf)
 
 
@@ -241,12 +250,17 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=None, help="FFT threads (default all cores)")
     ap.add_argument("--repeat", type=int, default=1, help="best of N runs per solver (not the converged GN-CG)")
+    ap.add_argument("--smv", default="",
+                    help="extra ADMM rows with MEDI's SMV high-pass and MERIT, as the default recipe runs it: radii "
+                         "specs separated by ';', e.g. 'auto;5' (for the timing: χ is 0 in the eroded rim, which the "
+                         "accuracy columns include)")
     args = ap.parse_args(argv)
     from analysis.imaging.qsm.kernels import FFT_WORKERS
 
     args.workers = FFT_WORKERS if args.workers is None else args.workers
     args.resolutions = [float(v) for v in args.resolutions.split(",") if v]
     args.admm_lambdas = [float(v) for v in args.admm_lambdas.split(",") if v]
+    args.smv = [v if v == "auto" else tuple(float(r) for r in v.split(",")) for v in args.smv.split(";") if v]
     if args.quick:
         args.resolutions = [2.0]
     bench_head(args)
