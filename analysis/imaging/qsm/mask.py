@@ -198,7 +198,7 @@ def csf_mask_spread_mm(csf_mask, mask, *, voxel_size=(1.0, 1.0, 1.0)):
     frequencies in the data term (:func:`~analysis.imaging.qsm.smv_radii_mm`), and the pipeline flags a compact
     mask where no pass of 30 mm or more fits (a slab). Simulated data, realistic head phantom (texture, iron
     gradients, partial volume), SNR 100, default recipe, thalamus − CSF error of the reconstruction with the R2*
-    mask / the ventricles' pure CSF alone: −0.8 / −0.6 ppb at 2 mm (5 mm and 10 + 5 mm passes: −6.8 / −8.6 and
+    mask / the ventricles' pure CSF alone: −0.8 / −0.6 ppb at 2 mm (5 mm and 10 + 5 mm passes: −6.8 / −11.6 and
     −1.8 / −5.7), +0.1 / +0.3 ppb at 1 × 1 × 2 mm (5 mm: +1.0 / −4.7), +2.5 / −10.1 ppb on a 0.5 × 0.5 × 2 mm slab
     40 mm thick (passes of 10 and 5 mm only). Their spreads: 4–7 mm for the R2* masks (median distance), 23–33 mm
     for the ventricles. Dropping the CSF term instead (``lambda_csf=0``, zero reference kept) was no reliable
