@@ -156,7 +156,7 @@ def test_medi_nested_smv_passes(phantom):
     # (and >= 0.5 mL of the CSF mask when there is one), always the toolbox's 5 mm; a 13 mm ball keeps 5 mm alone
     fits = [r for r in AUTO_SMV_RADII_MM[:-1]
             if ndimage.binary_erosion(smv_eroded_mask(m, r, voxel_size=VS)).sum() * 27e-3 >= 10.0]
-    assert fits == [40.0, 30.0, 20.0, 10.0]                          # the ellipsoid (a brain-sized object) takes them all
+    assert fits == [40.0, 30.0, 20.0, 10.0]          # the ellipsoid (a brain-sized object) takes them all
     _, ai = medi_default(phantom["field"], m, phantom["magnitude"], smv_radius_mm="auto", return_info=True, **kw)
     assert ai["smv_radii_mm"] == fits + [5.0]
     assert ai["mask"].sum() == smv_eroded_mask(m, 5.0, voxel_size=VS).sum()
