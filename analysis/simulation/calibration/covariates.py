@@ -14,6 +14,7 @@ import numpy as np
 from scipy import stats
 
 from analysis.simulation.calibration.printed import MIN_ONSET_AGE, N, N_DMT, N_ENHANCING, N_FEMALE
+from analysis.simulation.calibration.stable import improves
 from analysis.simulation.calibration.table2 import (CROSS_COUNTS, fit_theta_minimax, table2_covariance_target,
                                                     table2_residuals)
 from analysis.stats.published import interval, published
@@ -50,7 +51,7 @@ def _fix_moments(x, *, lo, hi, mean, sd, step, rng, mean_tol, sd_tol, max_iter=2
                 continue
             cand[a] -= step * np.sign(ds)
             cand[b] += step * np.sign(ds)
-        if cand.min() >= lo and cand.max() <= hi and bad(cand) <= bad(x):
+        if cand.min() >= lo and cand.max() <= hi and not improves(bad(x), bad(cand)):  # no worse (ties kept)
             x = cand
     raise RuntimeError(f"could not reach mean {mean} and SD {sd}")
 
@@ -90,7 +91,7 @@ def _fix_edss(e, rng, max_iter=20000):
         k2 = int(np.clip(k + rng.choice((-1, 1)), 0, np.searchsorted(levels, 8.5)))
         cand = e.copy()
         cand[i] = levels[k2]
-        if bad(cand) < bad(e) and cand.max() == 8.5:
+        if improves(bad(cand), bad(e)) and cand.max() == 8.5:
             e = cand
     raise RuntimeError("could not calibrate EDSS")
 
@@ -224,9 +225,10 @@ def _swap_search(X, loss_fn, rng, *, tol, max_iter, temp0, fine_fraction=0.0):
             continue
         X[np.ix_([i, j], cols)] = X[np.ix_([j, i], cols)]
         new_loss, new_worst = loss_fn(X)
-        if new_loss < loss or rng.random() < np.exp((loss - new_loss) / temp):
+        u = rng.random()  # drawn every time: the random stream must not depend on a comparison
+        if improves(new_loss, loss) or u < np.exp(min(0.0, loss - new_loss) / temp):
             loss, worst = new_loss, new_worst
-            if loss < best[0]:
+            if improves(loss, best[0]):
                 best = (loss, worst, X.copy())
         else:
             X[np.ix_([i, j], cols)] = X[np.ix_([j, i], cols)]
@@ -280,7 +282,7 @@ def refine_covariates(X, z, rng, *, rounds=8, iters=15000, log=None):
             if not ok(Y, c):
                 continue
             new = loss(Y)
-            if new < cur:
+            if improves(new, cur):  # a null move (a tie within rounding) is refused everywhere
                 X, cur, accepted = Y, new, accepted + 1
         z, new_worst = fit_theta_minimax(X, z)
         cur = loss(X)

@@ -17,6 +17,7 @@ from scipy import optimize
 
 from analysis.simulation.calibration.printed import (N, N_DMT, N_ENHANCING, N_FEMALE, P_INTERVALS, T2_ORDER,
                                                      printed_centres, row_distances)
+from analysis.simulation.calibration.stable import snap
 from analysis.stats.published import interval, published, table_rows
 
 __all__ = ["CROSS_COUNTS", "table2_residuals", "table2_covariance_target", "fit_theta_minimax",
@@ -90,7 +91,9 @@ def table2_residuals(S, theta, sigma):
 
 def _minimax(res, z0, scale):
     """min over z of max |res(z)|: least squares on res**p (p = 1, 2, 4, 8), then SLSQP on the
-    epigraph form. Returns ``(z, worst)``."""
+    epigraph form. Returns ``(z, worst)``, ``z`` snapped to 6 significant digits
+    (:func:`~analysis.simulation.calibration.stable.snap`: the optimiser's result differs by ~1e-9
+    relative across BLAS kernels and thread counts, and it feeds the searches that follow)."""
     z = np.asarray(z0, float)
     for pw in (1, 2, 4, 8):
         z = optimize.least_squares(lambda v: np.sign(res(v)) * np.abs(res(v)) ** pw, z, x_scale=scale).x
@@ -101,6 +104,7 @@ def _minimax(res, z0, scale):
     z2 = sol.x[:-1] * scale
     if np.abs(res(z2)).max() < np.abs(res(z)).max():
         z = z2
+    z = snap(z)
     return z, float(np.abs(res(z)).max())
 
 
