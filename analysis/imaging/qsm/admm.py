@@ -36,6 +36,7 @@ from .dipole import (
     _to_ppm,
 )
 from .kernels import pad_array
+from .reductions import sum_squares
 
 __all__ = ["medi_admm", "medi_objective", "DATA_TERMS"]
 
@@ -241,9 +242,13 @@ def _solve(pr, *, max_iter, tol, mu_gradient, mu_data, mu_csf, alpha, newton_ste
     qc_c = None if csf_idx is None else np.zeros(csf_idx.size, f32)
 
     # ---- edge mask: flat indices, per direction and row chunk, where u_k is pinned to 0 -------
-    rows = max(1, (1 << 18) // plane)  # ~1 MiB chunks stay in cache between the operations
-    blocks = _split(n0, nthreads)
-    chunks = [[(i0, min(i0 + rows, b1)) for i0 in range(b0, b1, rows)] for b0, b1 in blocks]
+    # ~1 MiB chunks of planes stay in cache between the operations. The chunk grid does not depend
+    # on the thread count (threads get whole runs of chunks), and every sum across chunks is taken
+    # in chunk order, so that χ is the same bits with any number of threads
+    rows = max(1, (1 << 18) // plane)
+    grid = [(i0, min(i0 + rows, n0)) for i0 in range(0, n0, rows)]
+    chunks = [grid[c0:c1] for c0, c1 in _split(len(grid), nthreads)]
+    blocks = [(blk[0][0], blk[-1][1]) for blk in chunks]
     edges = []
     for k in range(3):
         e = ~pr.wg[k]
@@ -312,9 +317,10 @@ def _solve(pr, *, max_iter, tol, mu_gradient, mu_data, mu_csf, alpha, newton_ste
     relax = alpha != 1.0
 
     def tv_block(b):
-        """z, u update and r = Σ δ_kᵀ(z − u) on the rows of block b, chunk by chunk."""
+        """z, u update and r = Σ δ_kᵀ(z − u) on the rows of block b, chunk by chunk; returns the
+        last row of (z − u)₀ of each chunk (δ₀ᵀ's term in the next chunk's first row)."""
         tb, sb = scratch[b]
-        prev = None
+        last_rows = []
         for i0, i1 in chunks[b]:
             n = i1 - i0
             xc, rc, t, s = x_al[i0:i1], r[i0:i1], tb[:n], sb[:n]
@@ -338,9 +344,7 @@ def _solve(pr, *, max_iter, tol, mu_gradient, mu_data, mu_csf, alpha, newton_ste
                 if k == 0:
                     np.negative(s, out=rc)
                     rc[1:] += s[:-1]
-                    if prev is not None:
-                        rc[0] += prev
-                    prev = s[-1].copy()
+                    last_rows.append(s[-1].copy())
                 else:
                     _pdiff_adjoint_add(s, k, rc)
                 if relax:
@@ -349,7 +353,7 @@ def _solve(pr, *, max_iter, tol, mu_gradient, mu_data, mu_csf, alpha, newton_ste
             if csf_coef > 0:  # μ₃ (c − q) = μ₃ χ outside the CSF
                 np.multiply(xc, csf_coef, out=s)
                 rc += s
-        return prev
+        return last_rows
 
     def data_block(b):
         """y, v update on the mask voxels of slice b; writes e = y − v into Y there."""
@@ -392,16 +396,15 @@ def _solve(pr, *, max_iter, tol, mu_gradient, mu_data, mu_csf, alpha, newton_ste
         y_al.reshape(-1)[idx[sl]] = y
 
     def norms(b):
-        """Σ (X_new − X_old)², Σ X_new² over the rows of block b."""
-        dd = nn = 0.0
+        """Σ (X_new − X_old)², Σ X_new² of each chunk of block b (float64, fixed order)."""
+        out = []
         tb = scratch[b][0]
         for i0, i1 in chunks[b]:
             t = tb[: i1 - i0].reshape(-1)
             xn = x_new[i0:i1].reshape(-1)
             np.subtract(xn, x_al[i0:i1].reshape(-1), out=t)
-            dd += float(np.dot(t, t))
-            nn += float(np.dot(xn, xn))
-        return dd, nn
+            out.append((sum_squares(t), sum_squares(xn)))
+        return out
 
     hblocks = _split(d_c.shape[0], nthreads)
 
@@ -420,9 +423,9 @@ def _solve(pr, *, max_iter, tol, mu_gradient, mu_data, mu_csf, alpha, newton_ste
     bar = tqdm(range(max_iter), desc="MEDI ADMM", disable=not progress, leave=False)
     try:
         for it in bar:
-            last = pool.map(tv_block, range(len(blocks)))
-            for b in range(len(blocks)):
-                r[blocks[b][0]] += last[b - 1]  # δ₀ᵀ across block boundaries (and the wrap)
+            last = [row for rows_b in pool.map(tv_block, range(len(blocks))) for row in rows_b]
+            for j, (i0, _) in enumerate(grid):
+                r[i0] += last[j - 1]  # δ₀ᵀ across chunk boundaries (and the wrap), in chunk order
             pool.map(data_block, range(len(dslices)))
             if csf_idx is not None:
                 # c = argmin λ_CSF‖c − mean c‖² + μ₃/2‖c − (χ + q)‖² on the CSF voxels; q += χ − c
@@ -441,7 +444,7 @@ def _solve(pr, *, max_iter, tol, mu_gradient, mu_data, mu_csf, alpha, newton_ste
             del spec
             y_al = sfft.irfftn(spec_e, s=shp, workers=wk, overwrite_x=True)
             del spec_e
-            parts = pool.map(norms, range(len(blocks)))
+            parts = [p for part in pool.map(norms, range(len(blocks))) for p in part]
             dd, nn = sum(p[0] for p in parts), sum(p[1] for p in parts)
             x_al = x_new
             del x_new
@@ -566,9 +569,9 @@ def medi_admm(local_field, mask, magnitude, *, voxel_size, noise_std=None, b0_di
         Also return a dict of iteration counts, timings, penalties, the grid and the mask used.
     workers : int, optional
         Threads for the FFTs and the voxel-wise steps (default
-        :data:`~analysis.imaging.qsm.kernels.FFT_WORKERS`). The result is bitwise reproducible
-        for a given number of threads; across thread counts it agrees to about 1e-6 (relative),
-        as the float32 voxel-wise work is split into blocks per thread.
+        :data:`~analysis.imaging.qsm.kernels.FFT_WORKERS`). The result is the same bits with any
+        number of threads: the voxel-wise work runs on a fixed grid of chunks, and every sum across
+        chunks is taken in chunk order (:mod:`~analysis.imaging.qsm.reductions`).
 
     Returns
     -------

@@ -38,6 +38,7 @@ from .kernels import (
     pad_array,
     sphere_kernel,
 )
+from .reductions import inner, norm, sum_squares
 
 __all__ = ["pdf", "vsharp", "smv"]
 
@@ -210,7 +211,7 @@ def pdf(total_field, mask, *, voxel_size, noise_std=None, b0_direction=(0.0, 0.0
     b = dconv(w2 * fp)
     b[mp] = 0.0
     if sigma is None:  # noise level unknown: relative to the initial residual
-        stop = tol * float(np.linalg.norm(b))
+        stop = tol * norm(b)
     else:
         # the toolbox's criterion, ‖r‖ < tol ‖(1−M) D W‖ with W = 1/N_std, written for the
         # normalised weights W' = σ W (σ the median noise): ‖r'‖ < tol σ ‖(1−M) D W'‖; σ = 0
@@ -218,22 +219,22 @@ def pdf(total_field, mask, *, voxel_size, noise_std=None, b0_direction=(0.0, 0.0
         wp, _ = pad_array(wt[box], shp)
         e_noise = dconv(wp)
         e_noise[mp] = 0.0
-        stop = tol * sigma * float(np.linalg.norm(e_noise))
+        stop = tol * sigma * norm(e_noise)
         del wp, e_noise
     x = np.zeros(shp, np.float32)
     r = b.copy()
     p = r.copy()
-    rr = float(np.dot(r.ravel(), r.ravel()))
+    rr = sum_squares(r)
     rr0 = rr
     bar = progress_bar(range(int(max_iter)), desc="PDF", enabled=progress, nested=True)
     for _ in bar:
         if rr <= stop * stop or rr0 == 0:
             break
         ap = apply_a(p)
-        alpha = rr / float(np.dot(p.ravel(), ap.ravel()))
+        alpha = rr / inner(p, ap)
         x += alpha * p
         r -= alpha * ap
-        rr_new = float(np.dot(r.ravel(), r.ravel()))
+        rr_new = sum_squares(r)
         bar.set_postfix(res=f"{np.sqrt(rr_new) / max(stop, 1e-30):.2e}")
         p *= rr_new / rr
         p += r

@@ -55,6 +55,7 @@ from .kernels import (
     sphere_kernel,
 )
 from .mask import COMPACT_CSF_SPREAD_MM, csf_mask_spread_mm
+from .reductions import inner, norm, sum_squares
 
 __all__ = ["medi", "tkd", "gradient_mask", "smv_eroded_mask", "smv_radii_mm", "DEFAULT_DELTA_TE_S", "DEFAULT_B0_TESLA",
            "DEFAULT_LAMBDA_CSF", "TOOLBOX_SMV_RADIUS_MM", "AUTO_SMV_RADII_MM", "AUTO_SMV_ANCHORED_MAX_MM"]
@@ -804,23 +805,23 @@ def _medi_pass(local_field, mask, magnitude, *, voxel_size, noise_std, b0_direct
         np.negative(g, out=r)
         del g, res
         p[...] = r
-        rr = float(np.dot(r.ravel(), r.ravel()))
+        rr = sum_squares(r)
         rr0 = rr
         k_cg = 0
         while k_cg < cg_max_iter and rr > cg_tol * cg_tol * rr0 and rr0 > 0:
             apply_a(p, ap)
-            alpha = np.float32(rr / float(np.dot(p.ravel(), ap.ravel())))
+            alpha = np.float32(rr / inner(p, ap))
             np.multiply(p, alpha, out=tmp)
             dx += tmp
             np.multiply(ap, alpha, out=tmp)
             r -= tmp
-            rr_new = float(np.dot(r.ravel(), r.ravel()))
+            rr_new = sum_squares(r)
             p *= np.float32(rr_new / rr)
             p += r
             rr = rr_new
             k_cg += 1
-        xn = float(np.linalg.norm(x))
-        ratio = float(np.linalg.norm(dx)) / xn if xn > 0 else np.inf
+        xn = norm(x)
+        ratio = norm(dx) / xn if xn > 0 else np.inf
         x += dx
         n_cg.append(k_cg)
         ratios.append(ratio)

@@ -27,6 +27,7 @@ from scipy import ndimage
 from analysis.io import progress_bar
 
 from .kernels import FFT_WORKERS, as_voxel_size
+from .reductions import inner, norm
 
 __all__ = ["wrap", "unwrap_laplacian", "unwrap_path"]
 
@@ -161,21 +162,21 @@ def unwrap_laplacian(
         r = b.copy()
         z = _poisson_neumann(r, lam, workers) * mf
         p = z.copy()
-        rz = np.vdot(r, z)
-        bnorm = np.linalg.norm(b)
+        rz = inner(r, z)
+        bnorm = norm(b)
         bar = progress_bar(range(int(max_iter)), desc="Laplacian unwrap", enabled=progress, nested=True)
         if bnorm > 0:
             for _ in bar:
                 ap = apply_a(p)
-                alpha = rz / np.vdot(p, ap)
+                alpha = rz / inner(p, ap)
                 phi += alpha * p
                 r -= alpha * ap
-                res = np.linalg.norm(r) / bnorm
+                res = norm(r) / bnorm
                 bar.set_postfix(res=f"{res:.1e}")
                 if res < tol:
                     break
                 z = _poisson_neumann(r, lam, workers) * mf
-                rz_new = np.vdot(r, z)
+                rz_new = inner(r, z)
                 p *= rz_new / rz
                 p += z
                 rz = rz_new

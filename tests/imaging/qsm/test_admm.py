@@ -227,7 +227,7 @@ def test_noise_weights_are_scale_free(phantom):
 def test_single_thread_gives_the_same_map(phantom):
     a = medi_admm(*_args(phantom), voxel_size=VS, max_iter=8, workers=1)
     b = medi_admm(*_args(phantom), voxel_size=VS, max_iter=8, workers=3)
-    np.testing.assert_allclose(a, b, atol=1e-6 * np.abs(a).max())
+    assert np.array_equal(a, b)   # several chunks of planes: tests/imaging/qsm/test_reductions.py
 
 
 def test_smv_and_merit_options(phantom):
