@@ -215,3 +215,20 @@ def test_bids_subject_realistic(tmp_path):
     params = json.loads(side.read_text())["PhantomParameters"]
     assert params["realism"] == "realistic" and params["oversample"] == [2, 2, 2]
     assert params["thalamus_truth_ppb"]["both"] == pytest.approx(40.0, abs=1e-3)
+
+
+def test_thalamostriate_vein_of_a_thalamus_that_does_not_touch_the_caudate():
+    """A shrunken thalamus (the cohort's smallest, 8.4 mL, failed this way) keeps its thalamostriate vein,
+    in the groove of the band nearest the caudate (here a 2 mm gap)."""
+    from analysis.simulation.phantom.veins import thalamostriate_centrelines
+
+    lab = np.zeros((50, 60, 50), np.int16)
+    lab[20:29, 10:41, 20:31] = 10            # thalamus: top at z = 30
+    lab[20:29, 10:46, 33:39] = 11            # caudate: from z = 33 (3 mm above, no voxel within 1.8 mm)
+    icv = [(901, 1.0, np.array([[24.0, 35.0, 32.0], [24.0, 20.0, 32.0]]))]
+    lines = thalamostriate_centrelines(lab, np.eye(4), icv)
+    assert [line[0] for line in lines] == [906]
+    pts = lines[0][2]
+    groove = pts[pts[:, 1] <= 35.0]
+    assert np.all(np.abs(groove[:, 2] - 31.0) < 1.5)          # 1 mm above the thalamus' top band
+    assert np.all((groove[:, 0] >= 20) & (groove[:, 0] <= 28))

@@ -160,7 +160,9 @@ def thalamostriate_centrelines(lab, affine, deep_veins):
 
     Along each thalamus, the vein runs in the groove where the thalamus meets the caudate body
     (1 mm above their junction, on the ventricular floor) forwards to the foramen of Monro, and
-    joins the internal cerebral vein at its anterior end (the venous angle).
+    joins the internal cerebral vein at its anterior end (the venous angle). Where a shrunken
+    thalamus (e.g. the smallest thalamic volume of the cohort) no longer touches the caudate, the
+    groove is the thalamus' band nearest to it.
 
     Parameters
     ----------
@@ -181,8 +183,10 @@ def thalamostriate_centrelines(lab, affine, deep_veins):
         pc = np.argwhere(lab == caud) @ affine[:3, :3].T + affine[:3, 3]
         if len(pt) < 20 or len(pc) < 20 or icv not in icv_start:
             continue
-        d, _ = cKDTree(pc).query(pt, distance_upper_bound=1.8)
-        adj = pt[np.isfinite(d)]
+        d, _ = cKDTree(pc).query(pt)
+        adj = pt[d <= 1.8]
+        if len(adj) < 20:  # a shrunken thalamus (atrophy) no longer touches the caudate: its nearest band
+            adj = pt[d <= d.min() + 1.8]
         start = icv_start[icv]
         y_post = max(adj[:, 1].min() + 3.0, start[1] - 25.0)
         y_ant = start[1] + 4.0
