@@ -13,7 +13,7 @@ HTML_DIR := results/html
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: all setup test test-fast lab cohort notebooks html benchmark clean distclean help
+.PHONY: all setup test test-fast lab cohort compare notebooks html benchmark clean distclean help
 
 help:
 	@echo "make all        set up, run every notebook headless (PARAMS=$(PARAMS)) and render them to HTML"
@@ -22,6 +22,7 @@ help:
 	@echo "make test-fast  unit tests only (skips notebook execution and slow tests)"
 	@echo "make lab        open JupyterLab on the notebooks"
 	@echo "make cohort     regenerate data/cohort.csv from its fixed seed"
+	@echo "make compare    compare results/tables with the committed tables (stated tolerances)"
 	@echo "make benchmark  time the QSM reconstruction"
 	@echo "make clean      remove executed notebooks, their HTML and caches (keeps .venv)"
 	@echo "make distclean  clean and remove .venv"
@@ -70,6 +71,13 @@ lab: setup
 
 cohort: setup
 	$(PY) -m analysis cohort
+
+# results/tables (e.g. after `make all`) against the committed tables of HEAD, with the tolerances of
+# analysis/compare.py (statistics ~exact, imaging documented); exits 1 if a table differs or is missing.
+compare: setup
+	@git rev-parse --git-dir >/dev/null 2>&1 || { echo "make compare: needs a git checkout (the committed tables)"; exit 2; }
+	@ref=$$(mktemp -d) && git archive HEAD results/tables | tar -x -C "$$ref" && \
+	$(PY) -m analysis compare results/tables "$$ref/results/tables"; rc=$$?; rm -rf "$$ref"; exit $$rc
 
 benchmark: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -7,6 +7,7 @@ cohort   regenerate the synthetic cohort CSV from its fixed seed
 qsm      reconstruct susceptibility maps from a BIDS dataset (see ``python -m analysis qsm -h``)
 phantom  simulate the head phantom's multi-echo GRE as a BIDS dataset
 measure  FreeSurfer stats + thalamic susceptibility + lesion volume per subject -> cohort CSV
+compare  a run's tables against a reference set, with stated tolerances (``make compare``)
 
 Each command module is thin over the library (``analysis.imaging``, ``analysis.cohort``,
 ``analysis.simulation``, ``analysis.reproduce``); the library never imports this package.
@@ -19,11 +20,11 @@ import argparse
 import sys
 
 from analysis import __version__
-from analysis.cli import cohort, measure, phantom, qsm, run
+from analysis.cli import cohort, compare, measure, phantom, qsm, run
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (run, cohort, qsm, phantom, measure)
+_COMMANDS = (run, cohort, qsm, phantom, measure, compare)
 _DESCRIPTION = """\
 Thalamic QSM in relapsing-remitting MS: a reproducible research compendium.
 The bundled cohort and head phantoms are SIMULATED; point the commands at your own data.
@@ -34,6 +35,7 @@ commands:
   qsm      reconstruct susceptibility maps from a BIDS dataset
   phantom  simulate the head phantom's multi-echo GRE as a BIDS dataset
   measure  FreeSurfer stats + thalamic susceptibility + lesion volume per subject -> cohort CSV
+  compare  a run's tables against a reference set, with stated tolerances ('make compare')
 
 'python -m analysis COMMAND -h' describes each command."""
 
