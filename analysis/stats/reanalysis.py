@@ -8,8 +8,9 @@ Table 1 association, and says in plain words whether the paper's conclusion surv
 * :func:`boxcox_profile` / :func:`boxcox_table` -- Box-Cox transformation of each outcome with
   lambda estimated by profile likelihood *in the regression model* (Box & Cox 1964), its
   likelihood-ratio CI, the paper's choice (log: lambda = 0 for lesion volume; none: lambda = 1 for
-  the others) tested against it, and the model refitted on the Box-Cox scale. The marginal lambda of
-  :func:`scipy.stats.boxcox` (no covariates) is reported beside it. The refit treats lambda as known,
+  the others) tested against it, and the model refitted on the Box-Cox scale. The marginal lambda
+  (no covariates: the estimate of :func:`scipy.stats.boxcox`) is reported beside it. Lambda is the
+  root of the profile score, so that its last digits are the same on every machine. The refit treats lambda as known,
   which makes its P slightly optimistic. The profile is written out because scipy's and
   statsmodels' Box-Cox estimators are marginal (they ignore the regression's covariates).
 * :func:`partial_correlation` / :func:`spearman_table` -- Pearson or Spearman (rank) partial
@@ -193,9 +194,26 @@ def boxcox_profile(data, formula, *, alpha=0.05, bounds=(-3.0, 3.0)):
         r = z - q @ (q.T @ z)
         return -0.5 * n * np.log(r @ r / n) + (lam - 1.0) * logs.sum()
 
+    def score(lam):
+        """d loglik / d lambda = -n (r . dz/dlambda) / (r . r) + sum log y (r = M z, M idempotent)."""
+        z = special.boxcox(ys, lam)
+        r = z - q @ (q.T @ z)
+        if abs(lam) < 1e-6:   # series of dz/dlambda about 0
+            dz = logs**2 / 2 + lam * logs**3 / 3
+        else:
+            dz = (np.exp(lam * logs) * logs - z) / lam
+        return -n * (r @ dz) / (r @ r) + logs.sum()
+
     opt = optimize.minimize_scalar(lambda lam: -loglik(lam), bounds=(lo_b, hi_b), method="bounded",
                                    options={"xatol": 1e-10})
-    lam, lmax = float(opt.x), float(-opt.fun)
+    lam = float(opt.x)
+    # a maximiser of a function pins its argument only to ~sqrt(machine eps) (the top is flat), so the
+    # last digits of lambda differed between machines (3e-7); the root of the score pins it to ~1e-15
+    step = 1e-3
+    lo_r, hi_r = max(lo_b, lam - step), min(hi_b, lam + step)
+    if score(lo_r) > 0 > score(hi_r):
+        lam = float(optimize.brentq(score, lo_r, hi_r, xtol=1e-15, rtol=4 * np.finfo(float).eps))
+    lmax = float(loglik(lam))
     cut = lmax - 0.5 * stats.chi2.ppf(1 - alpha, 1)
     f = lambda v: loglik(v) - cut  # noqa: E731
     ci_low = optimize.brentq(f, lo_b, lam, xtol=1e-12) if f(lo_b) < 0 else -np.inf
@@ -234,7 +252,8 @@ def boxcox_table(data, *, alpha=0.05, bounds=(-3.0, 3.0)):
         rhs = spec.formula.split("~", 1)[1].strip()
         prof = boxcox_profile(data, f"{raw} ~ {rhs}", alpha=alpha, bounds=bounds)
         x = data[raw].to_numpy(float)
-        _, lam_m, (lo_m, hi_m) = stats.boxcox(x, alpha=alpha)
+        marginal = boxcox_profile(data, f"{raw} ~ 1", alpha=alpha, bounds=bounds)   # scipy.stats.boxcox's lambda
+        lam_m, lo_m, hi_m = marginal["lambda"], marginal["ci_low"], marginal["ci_high"]
         d = data.copy()
         d["boxcox_outcome"] = special.boxcox(x / np.exp(np.mean(np.log(x))), prof["lambda"])
         bc = fit_spec(dataclasses.replace(spec, formula=f"boxcox_outcome ~ {rhs}"), d)
