@@ -21,7 +21,7 @@ def _cmd_compare(args):
     for _, r in table.iterrows():
         detail = ""
         if r["status"] in ("within", "DIFFERENT"):
-            detail = f"  max rel. diff {r['max_rel_diff']:.1e} (rtol {r['rtol']:g}); worst {r['worst_cell']}"
+            detail = f"  worst {r['worst']:.2g} of its tolerance: {r['worst_cell']}"
         print(f"{r['status']:>9}  {r['table']}{detail}")
     print("; ".join(f"{counts.get(s, 0)} {s}" for s in ("identical", "within", "DIFFERENT", "missing", "extra")))
     if table["status"].isin(_FAILED).any():
