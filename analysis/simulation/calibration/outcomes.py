@@ -80,7 +80,6 @@ def shape_residuals(fitted, D, resid_norm, summary, rng, *, log_scale=False, sca
     w0 = w0 / np.linalg.norm(w0) * resid_norm
     mean_t, sd_t = float(summary["mean"]), float(summary["sd"])
     lo_t, hi_t = float(summary["min"]), float(summary["max"])
-    nat = (lambda y: np.exp(y) * scale) if log_scale else (lambda y: y * scale)
     inv = (lambda v: np.log(v / scale)) if log_scale else (lambda v: v / scale)
 
     if log_scale:
