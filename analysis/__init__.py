@@ -21,6 +21,7 @@ One subpackage per stage of the data flow (``docs/architecture.md``)::
 Installed as the distribution ``thalamic-qsm-compendium``; :data:`__version__` is its version.
 """
 
-from analysis._version import DIST_NAME, get_version
+from analysis._version import DIST_NAME as DIST_NAME  # re-exported: analysis.DIST_NAME
+from analysis._version import get_version
 
 __version__ = get_version()

@@ -61,8 +61,8 @@ def main(argv=None):
 
 
 def _run(cohort, settings, args, *, label):
-    from analysis.stats.agreement import bland_altman, icc
     from analysis.simulation.imaging_cohort import run_imaging_cohort
+    from analysis.stats.agreement import bland_altman, icc
 
     for n_jobs in args.workers:
         with tempfile.TemporaryDirectory(prefix="bench-imaging-") as work:

@@ -33,7 +33,8 @@ In both, the magnitude is the root-sum-of-squares of the simulated noisy echoes 
 noise-free magnitude of the piecewise-constant phantom puts MEDI's edge mask exactly on the true
 boundaries, and any λ then gives a few % NRMSE: an inverse crime).
 
-Cases (``--cases``; default all but ``pdf``, ``pdf-nomag``, ``noise...``-free extras; ``--quick`` runs ``quick-*`` at 3 mm)::
+Cases (``--cases``; default all but ``pdf``, ``pdf-nomag``, ``noise...``-free extras; ``--quick`` runs
+``quick-*`` at 3 mm)::
 
     snr50, snr100, snr200         exact field, magnitude, no noise map, 2 mm, 3 T, ΔTE 4.8 ms
     nomag                         exact, SNR 100, no magnitude (uniform edge mask), no noise map
@@ -167,12 +168,11 @@ def make_case(name, realism="simple"):
 
 
 def run_case(name, args):
-    from analysis.imaging.metrics import nrmse
-    from analysis.imaging.qsm.regularisation import choose_lambda
-
     from functools import partial
 
+    from analysis.imaging.metrics import nrmse
     from analysis.imaging.qsm import medi
+    from analysis.imaging.qsm.regularisation import choose_lambda
 
     solver = partial(medi, solver="gncg" if args.solver == "medi" else "admm")
     t0 = time.perf_counter()

@@ -100,7 +100,8 @@ def run_phantom(realism, *, resolution_mm, snr, seed, lambdas, progress=False, o
         rows.append({
             "phantom": realism, "method": "TKD" if name == "TKD" else "MEDI+0",
             "lambda": np.nan if name == "TKD" else float(name.split("λ")[1]),
-            "nrmse_pct": t["nrmse_pct"], "core_nrmse_pct": core_table.loc[name, "nrmse_pct"], "rmse_pct": challenge_rmse(chi, truth, mask=mask),
+            "nrmse_pct": t["nrmse_pct"], "core_nrmse_pct": core_table.loc[name, "nrmse_pct"],
+            "rmse_pct": challenge_rmse(chi, truth, mask=mask),
             "hfen_pct": t["hfen_pct"], "xsim": xsim(chi, truth, mask=mask),
             "dgm_slope": dgm_slope(chi, truth, ph.labels, mask=mask)["slope"],
             "thal_err_ppb": t["thalamus_error_ppb"],

@@ -44,9 +44,9 @@ def main(argv=None):
     for n in (int(s) for s in args.sizes.split(",")):
         rng = np.random.default_rng(0)
         a, b = (rng.standard_normal((n, n, n)).astype(np.float32) for _ in range(2))
-        t_dot = _best(lambda: float(np.dot(a.ravel(), b.ravel())), args.repeat)
-        t_inner = _best(lambda: inner(a, b), args.repeat)
-        t_fft = _best(lambda: sfft.irfftn(sfft.rfftn(a, workers=args.workers), s=a.shape, workers=args.workers),
+        t_dot = _best(lambda a=a, b=b: float(np.dot(a.ravel(), b.ravel())), args.repeat)
+        t_inner = _best(lambda a=a, b=b: inner(a, b), args.repeat)
+        t_fft = _best(lambda a=a: sfft.irfftn(sfft.rfftn(a, workers=args.workers), s=a.shape, workers=args.workers),
                       max(3, args.repeat // 2))
         print(f"| {n}³ | {1e3 * t_dot:.1f} | {1e3 * t_inner:.1f} | {1e3 * t_fft:.1f} | {t_dot / t_fft:.3f} | "
               f"{t_inner / t_fft:.3f} |")

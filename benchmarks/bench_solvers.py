@@ -145,7 +145,8 @@ def run_solvers(local, mask, mag, vs, *, lam, workers, gncg_converged=False, adm
             ratios.append(w / pw)
             cpu_ratios.append(c / pc)
             pair_ms.append(1e3 * pw)
-            peak = p if k == 0 else peak
+            if k == 0:
+                peak = p
         wall, ratio, cpu_ratio = min(walls), float(np.median(ratios)), float(np.median(cpu_ratios))
         if "smv_passes" in info:
             iters = f"{len(info['smv_passes'])} passes"
@@ -193,8 +194,9 @@ def head_table(rows, chi_true, mask, labels, local, mag, vs, csf=None):
 
 
 def bench_head(args):
-    from analysis.imaging.qsm import forward_field
     from bench_medi import build_object
+
+    from analysis.imaging.qsm import forward_field
 
     for res in args.resolutions:
         name, chi, mask, mag, labels, names, vs = build_object(args.object, res)
@@ -241,8 +243,8 @@ def main(argv=None):
     ap.add_argument("--resolutions", default="2,1", help="head phantom voxel sizes (mm), comma-separated")
     ap.add_argument("--object", default="phantom", choices=["auto", "phantom", "ellipsoids"])
     ap.add_argument("--lambda", dest="lambda_", type=_lambda_arg, default="auto",
-                    help="MEDI data weight (rad), both solvers: 'auto' (default: the solvers' automatic choice, the same "
-                         "for both) or a number")
+                    help="MEDI data weight (rad), both solvers: 'auto' (default: the solvers' automatic choice, "
+                         "the same for both) or a number")
     ap.add_argument("--admm-lambdas", default="", help="extra ADMM rows at these λ, comma-separated")
     ap.add_argument("--gncg-converged", action="store_true", help="add medi() run to convergence")
     ap.add_argument("--medi0", action="store_true", help="also MEDI+0 (CSF = lateral ventricles)")

@@ -35,7 +35,8 @@ def add_parser(subparsers):
     p.add_argument("--snr", type=float, default=100.0, help="first-echo SNR in the brain (default 100; 0 = noise-free)")
     p.add_argument("--seed", type=int, default=0, help="random seed (lesions, phase offset, noise)")
     p.add_argument("--thalamus-scale", type=float, default=1.0, help="thalamic volume factor (default 1)")
-    p.add_argument("--thalamus-chi", type=float, default=0.04, help="thalamic susceptibility in ppm vs CSF (default 0.04)")
+    p.add_argument("--thalamus-chi", type=float, default=0.04,
+                   help="thalamic susceptibility in ppm vs CSF (default 0.04)")
     p.add_argument("--lesion-volume", type=float, default=5.0, help="total T2 lesion volume in mL (default 5)")
     p.add_argument("--n-lesions", type=int, default=6, help="number of lesions (default 6)")
     p.add_argument("--phase-units", choices=("rad", "deg", "arbitrary"), default="rad",

@@ -23,8 +23,8 @@ The default recipe is the MEDI toolbox's whole-brain one: PDF background removal
 mask from R2*), SMV 5 mm, MERIT, lambda 1000, with PDF run to 100 iterations and chi given on the
 whole brain mask (the rim the SMV high-pass erodes is filled by a second MEDI pass);
 --recipe medi-full-process is MEDI_full_process itself (chi on the mask eroded by 5 mm);
---recipe plain is PDF + MEDI alone. Where MEDI+0 finds no CSF (R2* < 5 1/s; e.g. a phantom in water) it falls back to MEDI
-with a warning and a sidecar note; --csf-mask-dir gives a CSF (reference) mask instead. Any
+--recipe plain is PDF + MEDI alone. Where MEDI+0 finds no CSF (R2* < 5 1/s; e.g. a phantom in
+water) it falls back to MEDI with a warning and a sidecar note; --csf-mask-dir gives a CSF (reference) mask instead. Any
 option given explicitly (--method, --background, --lambda, --smv-radius, --[no-]merit)
 overrides the recipe.
 """
@@ -36,7 +36,8 @@ def _cmd_qsm(args):
              "merit": args.merit}
     res = reconstruct_dataset(args.bids_dir, args.out_dir, participant_label=args.participant_label or None,
                               session_label=args.session_label or None, phase_sign=args.phase_sign,
-                              n_procs=args.n_procs, recipe=args.recipe, method=args.method, lambda_=args.lambda_, b0_tesla=args.b0_tesla,
+                              n_procs=args.n_procs, recipe=args.recipe, method=args.method, lambda_=args.lambda_,
+                              b0_tesla=args.b0_tesla,
                               min_echoes=args.min_echoes, brain_mask_dir=args.brain_mask_dir,
                               csf_mask_dir=args.csf_mask_dir,
                               save_fields=not args.no_fields, progress=not args.no_progress, **extra)
@@ -68,12 +69,14 @@ def add_parser(subparsers):
                         "MEDI. The options below override the recipe's values (default: whole-brain)")
     p.add_argument("--method", choices=tuple(METHOD_NAMES), default=None,
                    help="dipole inversion: medi, medi0 (MEDI+0, CSF-referenced) or tkd (default: the recipe's)")
-    p.add_argument("--unwrap", choices=("laplacian", "path"), default=None, help="phase unwrapping (default: the pipeline's)")
+    p.add_argument("--unwrap", choices=("laplacian", "path"), default=None,
+                   help="phase unwrapping (default: the pipeline's)")
     p.add_argument("--background", choices=("pdf", "vsharp"), default=None,
                    help="background field removal (default: the pipeline's)")
     p.add_argument("--lambda", dest="lambda_", type=check_lambda, default=None, metavar="auto|N",
                    help="MEDI regularisation weight on the data term (field in radians per echo spacing): 'auto' "
-                        "chooses it from each series' local field (lambda x sigma_phi = min(100, 2 (sigma_phi/sigma_noise)^2), "
+                        "chooses it from each series' local field "
+                        "(lambda x sigma_phi = min(100, 2 (sigma_phi/sigma_noise)^2), "
                         "both estimated from the field; recorded in the sidecar), a number fixes it (default: the "
                         "recipe's, the toolbox's 1000)")
     p.add_argument("--smv-radius", type=float, default=None, metavar="MM",

@@ -11,10 +11,24 @@
 The statistics (:mod:`analysis.stats`) see only this table.
 """
 
-from analysis.cohort.dictionary import (COLUMN_NAMES, COLUMNS, DEFAULT_COHORT_CSV, DEFAULT_SEED, data_dictionary,
-                                        describe_cohort, load_cohort, validate_cohort)
-from analysis.cohort.subject import (CLINICAL_COLUMNS, COHORT_COLUMNS, IMAGING_COLUMNS, measure_subject, merge_clinical,
-                                     subject_row)
+from analysis.cohort.dictionary import (
+                                        COLUMN_NAMES,
+                                        COLUMNS,
+                                        DEFAULT_COHORT_CSV,
+                                        DEFAULT_SEED,
+                                        data_dictionary,
+                                        describe_cohort,
+                                        load_cohort,
+                                        validate_cohort,
+)
+from analysis.cohort.subject import (
+                                        CLINICAL_COLUMNS,
+                                        COHORT_COLUMNS,
+                                        IMAGING_COLUMNS,
+                                        measure_subject,
+                                        merge_clinical,
+                                        subject_row,
+)
 
 __all__ = ["COLUMNS", "COLUMN_NAMES", "DEFAULT_COHORT_CSV", "DEFAULT_SEED", "data_dictionary", "describe_cohort",
            "load_cohort", "validate_cohort", "IMAGING_COLUMNS", "CLINICAL_COLUMNS", "COHORT_COLUMNS",

@@ -51,8 +51,14 @@ from analysis.cohort.subject import COHORT_COLUMNS, IMAGING_COLUMNS, QC_COLUMNS,
 from analysis.imaging.bids import clean_label, parse_entities
 from analysis.imaging.freesurfer import find_segmentation
 from analysis.imaging.qc import load_on_grid, subject_mosaic, write_index, write_subject_report
-from analysis.imaging.registration import (choose_anatomy, register_anatomy_to_gre, registration_overlay_png,
-                                           resample_image, resample_labels, save_transform)
+from analysis.imaging.registration import (
+    choose_anatomy,
+    register_anatomy_to_gre,
+    registration_overlay_png,
+    resample_image,
+    resample_labels,
+    save_transform,
+)
 from analysis.io import atomic_path, ensure_not_input
 
 logger = logging.getLogger(__name__)
@@ -225,7 +231,8 @@ def _qc_page(qc_dir, series, row, rois, files, flags):
                             mask_img=load_on_grid(series.brain_mask, chi_img),
                             magnitude_img=load_on_grid(series.magnitude, chi_img),
                             field_img=load_on_grid(series.local_field, chi_img), rois=rois)
-    numbers = {k: row[k] for k in (*IMAGING_COLUMNS, *QC_COLUMNS, *REGISTRATION_COLUMNS) if k in row and k != "subject_id"}
+    numbers = {k: row[k] for k in (*IMAGING_COLUMNS, *QC_COLUMNS, *REGISTRATION_COLUMNS)
+               if k in row and k != "subject_id"}
     return write_subject_report(qc_dir, series.subject_id, numbers=numbers, mosaic_png=mosaic,
                                 registration_png=files.get("overlay"), flags=flags,
                                 notes=[f"χ map: {series.chimap}", "χ in ppm; relative χ = thalamus − CSF (ppb)"])

@@ -22,9 +22,10 @@ as well and converted to magnitude and phase.
 Phase scaling: phase in radians is used as is. Phase stored in ``"arbitrary"`` units, or whose
 values lie outside ±π, is rescaled to radians with a logged note: integer data in 0…4095
 (12-bit, e.g. Siemens) as ``x · 2π/4096 − π``, integers spanning about −3142…3142 as milliradians
-(``x / 1000``, as some GE exports), in −4096…4095 as ``x · π/4096`` (e.g. Philips), non-integer values within ±2π (radians in
-0…2π) are wrapped, anything else is mapped linearly from its [min, max] to [−π, π]. Phase labelled ``arbitrary`` whose values are
-non-integers within ±π is taken as radians (with a note).
+(``x / 1000``, as some GE exports), in −4096…4095 as ``x · π/4096`` (e.g. Philips), non-integer
+values within ±2π (radians in 0…2π) are wrapped, anything else is mapped linearly from its
+[min, max] to [−π, π]. Phase labelled ``arbitrary`` whose values are non-integers within ±π is
+taken as radians (with a note).
 """
 
 from __future__ import annotations
@@ -290,7 +291,8 @@ def find_megre(bids_dir, participant_label=None):
         g.echoes[echo][part] = path
     if not groups:
         who = f" for participant(s) {sorted(wanted)}" if wanted else ""
-        raise ValueError(f"no MEGRE series (sub-*/[ses-*/]anat/*_echo-<n>_part-<mag|phase>_MEGRE.nii[.gz]) found{who} in {root}")
+        raise ValueError("no MEGRE series (sub-*/[ses-*/]anat/*_echo-<n>_part-<mag|phase>_MEGRE.nii[.gz]) "
+                         f"found{who} in {root}")
     for g in groups.values():
         for n, parts in sorted(g.echoes.items()):
             have = set(parts)

@@ -19,8 +19,15 @@ import numpy as np
 
 from analysis import __version__
 from analysis._version import DIST_NAME
-from analysis.imaging.bids import (BIDS_VERSION, anat_dir, bids_name, parse_entities, save_nifti, software_versions,
-                                   write_json)
+from analysis.imaging.bids import (
+    BIDS_VERSION,
+    anat_dir,
+    bids_name,
+    parse_entities,
+    save_nifti,
+    software_versions,
+    write_json,
+)
 from analysis.imaging.qsm.kernels import GAMMA_HZ_PER_T
 from analysis.io import ensure_not_input
 
@@ -62,7 +69,8 @@ def check_derivative_folder(out_dir, *, bids_dir=None):
     if bids_dir is not None:
         b, o = Path(bids_dir).resolve(), out.resolve()
         if o == b:
-            raise ValueError(f"OUT_DIR must differ from BIDS_DIR ({bids_dir}); e.g. {Path(bids_dir) / 'derivatives' / 'qsm'}")
+            raise ValueError(f"OUT_DIR must differ from BIDS_DIR ({bids_dir}); "
+                             f"e.g. {Path(bids_dir) / 'derivatives' / 'qsm'}")
         if o in b.parents:
             raise ValueError(f"OUT_DIR {out} contains the input dataset {bids_dir}; choose e.g. "
                              f"{Path(bids_dir) / 'derivatives' / 'qsm'}")
@@ -79,12 +87,14 @@ def check_derivative_folder(out_dir, *, bids_dir=None):
     desc = out / "dataset_description.json"
     if not desc.is_file():
         raise ValueError(f"OUT_DIR {out} already holds files but no dataset_description.json, so it is not a QSM "
-                         "derivative folder of this compendium; refusing to write into it (choose a new or empty folder)")
+                         "derivative folder of this compendium; refusing to write into it "
+                         "(choose a new or empty folder)")
     try:
         meta = json.loads(desc.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{desc}: invalid JSON ({exc}); refusing to write into {out}") from None
-    names = [g.get("Name") for g in meta.get("GeneratedBy", []) if isinstance(g, dict)] if isinstance(meta, dict) else []
+    names = ([g.get("Name") for g in meta.get("GeneratedBy", []) if isinstance(g, dict)]
+             if isinstance(meta, dict) else [])
     if not set(names) & _OUR_PIPELINE_NAMES:
         who = ", ".join(str(n) for n in names) if names else f"dataset {meta.get('Name', '?')!r}"
         raise ValueError(f"OUT_DIR {out} belongs to another pipeline or dataset ({who}); refusing to write into it "
@@ -226,7 +236,8 @@ def write_qsm_derivatives(out_dir, series, chi_ppm, mask, affine, *, method, par
                 staged.append(save_nifti(np.asarray(arr, np.float64) * hz_per_ppm, affine,
                                          s_fmap / bids_name(fe, "fieldmap"), dtype=np.float32))
                 staged.append(write_json(s_fmap / bids_name(fe, "fieldmap", ".json"),
-                                         {"Units": "Hz", "SkullStripped": True, "MagneticFieldStrength": float(b0_tesla),
+                                         {"Units": "Hz", "SkullStripped": True,
+                                          "MagneticFieldStrength": float(b0_tesla),
                                           "Description": f"{desc} field (Hz; ppm of B0 × γ̄·B0)", **common}))
             staged.append(save_nifti(np.asarray(fieldmap_magnitude, np.float32), affine,
                                      s_fmap / bids_name(ents, "magnitude"), dtype=np.float32))

@@ -31,21 +31,21 @@ Versions
   labels 9/48 ``Left-/Right-Thalamus``; FreeSurfer 7 renamed 10/49 to ``Left-/Right-Thalamus``
   and 9/48 to ``Left-/Right-Thalamus-unused``. Thalami are therefore looked up by **label id**
   (``SegId`` 10 and 49), and the name is only checked to be one of the two spellings.
-* The version is read from the header (:func:`detect_version`), in decreasing order of
-  certainty: a plain release in ``# cvs_version 7.1.1`` (FreeSurfer 7 writes the release
-  there); a build stamp ``freesurfer-<platform>-7.1.1-<date>-<hash>`` (6.0:
-  ``...-stable-pub-v6.0.0-<hash>``, the form of ``$FREESURFER_HOME/build-stamp.txt``) on a
-  ``# FreeSurfer`` or other non-path header line (accepted for files annotated with it; it is
-  not verified that a release writes it into stats files); the dates of CVS ``$Id: file.c,v REV YYYY/MM/DD ... $`` lines (FreeSurfer
-  5.x and 6.0). A ``$Id`` date is the date the *source file* last changed, so it only bounds
-  the release from below: it is mapped to the first release after that date and reported as
-  ``"5.x"`` or ``"6.0"`` with the reasoning in ``detail``. ``# CreationTime`` (processing date,
+* The version is read from the header (:func:`detect_version`), in decreasing order of certainty:
+  a plain release in ``# cvs_version 7.1.1`` (FreeSurfer 7 writes the release there); a build
+  stamp ``freesurfer-<platform>-7.1.1-<date>-<hash>`` (6.0: ``...-stable-pub-v6.0.0-<hash>``, the
+  form of ``$FREESURFER_HOME/build-stamp.txt``) on a ``# FreeSurfer`` or other non-path header
+  line (accepted for files annotated with it; it is not verified that a release writes it into
+  stats files); the dates of CVS ``$Id: file.c,v REV YYYY/MM/DD ... $`` lines (FreeSurfer 5.x and
+  6.0). A ``$Id`` date is the date the *source file* last changed, so it only bounds the release
+  from below: it is mapped to the first release after that date and reported as ``"5.x"`` or
+  ``"6.0"`` with the reasoning in ``detail``. ``# CreationTime`` (processing date,
   ``?h.aparc.stats`` only) bounds the release from above. Without any of these the thalamus
-  spelling gives ``"<=6"`` or ``">=7"``. Uncertainty: the 5.1 header lines of the test
-  fixtures are written from knowledge of that format, not copied from a 5.1 run (their CVS
-  revision numbers are illustrative); the 6.0 and 7.x fixtures follow the layout of files
-  produced by 6.0 and 7.0 (``cvs_version 7.0.0``); release dates used for ``$Id`` dates are
-  approximate, hence ``"5.x"`` rather than a minor release.
+  spelling gives ``"<=6"`` or ``">=7"``. Uncertainty: the 5.1 header lines of the test fixtures
+  are written from knowledge of that format, not copied from a 5.1 run (their CVS revision numbers
+  are illustrative); the 6.0 and 7.x fixtures follow the layout of files produced by 6.0 and 7.0
+  (``cvs_version 7.0.0``); release dates used for ``$Id`` dates are approximate, hence ``"5.x"``
+  rather than a minor release.
 """
 
 from __future__ import annotations
@@ -349,7 +349,7 @@ def detect_version(header, *, structure_names=None):
             return FreeSurferVersion(rel, int(rel.split(".")[0]), True,
                                      f"build stamp '# {key} {value.strip()}'")
     dates = []
-    for key, value in header.items():
+    for value in header.values():
         for fname, rev, y, mo, d in _ID_RE.findall(value):
             dates.append((_dt.date(int(y), int(mo), int(d)), f"{fname},v {rev}"))
     if dates:

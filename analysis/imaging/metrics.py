@@ -51,8 +51,15 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from analysis.imaging.labels import (CAUDATE, CEREBRAL_WHITE_MATTER, LATERAL_VENTRICLES, PALLIDUM, PUTAMEN, THALAMUS,
-                                     VENTRICULAR_CSF)
+from analysis.imaging.labels import (
+    CAUDATE,
+    CEREBRAL_WHITE_MATTER,
+    LATERAL_VENTRICLES,
+    PALLIDUM,
+    PUTAMEN,
+    THALAMUS,
+    VENTRICULAR_CSF,
+)
 
 __all__ = ["nrmse", "hfen", "ssim", "log_kernel", "label_errors", "accuracy_table", "QSM_STRUCTURES",
            "CSF_REFERENCE_LABELS", "qsm_accuracy_table", "challenge_rmse", "xsim", "dgm_slope", "DGM_ROIS",

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 import nibabel as nib
 import numpy as np
 
-from analysis.imaging.labels import THALAMUS
 from analysis.imaging.figures import outline_mask, panel_label, show_slice
+from analysis.imaging.labels import THALAMUS
 
 __all__ = ["slice_levels_mm", "figure_acquisition", "figure_field_map", "figure_local_fields",
            "figure_chi_maps", "figure_lambda_sweep"]

@@ -44,10 +44,14 @@ from nilearn.image import resample_to_img
 from scipy import ndimage
 
 from analysis.imaging.freesurfer import load_aseg
+from analysis.imaging.labels import (
+    LEFT_LATERAL_VENTRICLE,
+    LEFT_THALAMUS,
+    RIGHT_LATERAL_VENTRICLE,
+    RIGHT_THALAMUS,
+    THALAMUS_NAMES,
+)
 from analysis.imaging.partial_volume import partial_volume_voi, voxel_sizes_mm
-
-from analysis.imaging.labels import (LEFT_LATERAL_VENTRICLE, LEFT_THALAMUS, RIGHT_LATERAL_VENTRICLE, RIGHT_THALAMUS,
-                                     THALAMUS_NAMES)
 
 __all__ = [
     "SIDES", "MIN_VOI_VOXELS", "ThalamicROIs",

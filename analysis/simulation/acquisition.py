@@ -321,7 +321,8 @@ def simulate_megre(phantom, *, echo_times_s=None, snr=100.0, b0_tesla=3.0, b0_di
     if te.size < 1 or not np.all(np.isfinite(te)) or np.any(te <= 0) or np.any(np.diff(te) <= 0):
         raise ValueError(f"echo_times_s must be positive and strictly increasing (seconds), got {te.tolist()}")
     if repetition_time_s is not None and te[-1] >= repetition_time_s:
-        raise ValueError(f"the last echo time ({te[-1]} s) must be shorter than repetition_time_s ({repetition_time_s} s)")
+        raise ValueError(f"the last echo time ({te[-1]} s) must be shorter than "
+                         f"repetition_time_s ({repetition_time_s} s)")
     if not (np.isfinite(b0_tesla) and b0_tesla > 0):
         raise ValueError(f"b0_tesla must be positive, got {b0_tesla!r}")
     if snr is not None and not (snr > 0):
@@ -438,7 +439,7 @@ def _simulate_megre_fine(phantom, *, te, snr, b0_tesla, bdir, flip_angle_deg, re
     for n, t in enumerate(te):
         s = (clean[0] if n == 0 else voxel_signal(t)) * rot
         _store_echo(s, n, magnitude, phase, rng, sigma)
-    del omega, amp, r2s
+    omega = amp = r2s = None  # released (not del: voxel_signal refers to them)
     total = block_mean(total_f, f).astype(np.float32)
     local = block_mean(local_f, f).astype(np.float32)
     return _simulation(phantom, magnitude=magnitude, phase=phase, te=te, b0_tesla=b0_tesla, bdir=bdir,

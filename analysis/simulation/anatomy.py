@@ -22,8 +22,7 @@ from nilearn.image import resample_img
 from scipy import ndimage
 from skimage.measure import marching_cubes
 
-from analysis.imaging.labels import (CEREBELLUM_CORTEX, CORTEX, GRAY_MATTER, SUBCORTICAL_GRAY,
-                                     VENTRICLES_CHOROID)
+from analysis.imaging.labels import CEREBELLUM_CORTEX, CORTEX, GRAY_MATTER, SUBCORTICAL_GRAY, VENTRICLES_CHOROID
 from analysis.simulation.phantom import atlas_path
 
 __all__ = [

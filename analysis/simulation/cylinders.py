@@ -248,7 +248,7 @@ def write_cylinder_dataset(out_dir, *, seed=0, snr=100.0, shape=(64, 64, 64), vo
               "ScanningSequence": "GR", "SequenceVariant": "SP", "RepetitionTime": 0.04, "FlipAngle": 15,
               "ConversionSoftware": "dcm2niix-like (analysis.simulation.cylinders)"}
     mags, phases = [], []
-    for n, t in enumerate(te):
+    for t in te:
         s = ph["m0"] * np.exp(-ph["r2star"] * t) * np.exp(1j * (phi0 + omega * t))
         if sigma > 0:
             s = s + sigma * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))

@@ -65,8 +65,7 @@ import numpy as np
 
 from analysis.imaging.labels import label_lookup_table
 from analysis.io import atomic_path, write_text
-from analysis.simulation.anatomy import (cortical_parcellation, phantom_subject_measures, synthetic_flair,
-                                         synthetic_t1)
+from analysis.simulation.anatomy import cortical_parcellation, phantom_subject_measures, synthetic_flair, synthetic_t1
 
 __all__ = ["PROVENANCE_FILE", "PhantomSubject", "write_phantom_subject"]
 

@@ -159,7 +159,8 @@ def check_data(data, *, columns=REQUIRED_COLUMNS, name="data"):
         raise ValueError(f"{name} must be a pandas DataFrame (a validated cohort), got {type(data).__name__}")
     missing = [c for c in columns if c not in data.columns]
     if missing:
-        raise ValueError(f"{name}: missing column(s) {missing}; validate it with analysis.cohort.dictionary.validate_cohort")
+        raise ValueError(f"{name}: missing column(s) {missing}; "
+                         "validate it with analysis.cohort.dictionary.validate_cohort")
     if len(data) < MIN_N:
         raise ValueError(f"{name}: {len(data)} rows; the models need at least {MIN_N} patients")
     return data

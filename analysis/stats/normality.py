@@ -351,7 +351,7 @@ def _ladder_figure(x, *, title, variable, unit, figsize, kind, bins=None):
     if v.size < 2:
         raise ValueError(f"x ({variable}) needs at least 2 non-missing observations to plot")
     fig, axes = plt.subplots(3, 3, figsize=figsize, layout="constrained")
-    for ax, (lab, power, form), (_, _, t) in zip(axes.flat, RUNGS, ladder_transforms(v, name=variable)):
+    for ax, (lab, power, _form), (_, _, t) in zip(axes.flat, RUNGS, ladder_transforms(v, name=variable)):
         ax.set_title(lab, fontsize=9)
         if t is None:
             ax.text(0.5, 0.5, "undefined", ha="center", va="center", transform=ax.transAxes, color="0.4")

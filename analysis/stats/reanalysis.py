@@ -134,7 +134,7 @@ def multiplicity_table(table1, *, alpha=0.05, methods=("holm", "fdr_bh")):
     if p.isna().any() or ((p < 0) | (p > 1)).any():
         raise ValueError("table1: column 'p' must hold P values in [0, 1]")
     frames = []
-    for model, g in table1.groupby("model", sort=False):
+    for _model, g in table1.groupby("model", sort=False):
         g = g[["outcome", "model", "coef", "p"]].copy()
         g["m"] = len(g)
         g["significant"] = g["p"] < alpha
@@ -535,7 +535,7 @@ def survive_table(*, hc3, bootstrap, multiplicity, boxcox, spearman, huber, infl
         coef, p = float(h.loc[o, "coef"]), float(h.loc[o, "p"])
         sig, sign = p < alpha, np.sign(coef)
 
-        def agrees(p_alt, est_alt):
+        def agrees(p_alt, est_alt, sig=sig, sign=sign):
             return bool((p_alt < alpha) == sig and (not sig or np.sign(est_alt) == sign))
 
         checks = {

@@ -40,8 +40,15 @@ from scipy import special
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from analysis.cohort.dictionary import DEFAULT_SEED
-from analysis.stats.diagnostics import (REQUIRED_COLUMNS, check_alpha, check_data, check_design, check_specs,
-                                        fit_spec, model_specs)
+from analysis.stats.diagnostics import (
+    REQUIRED_COLUMNS,
+    check_alpha,
+    check_data,
+    check_design,
+    check_specs,
+    fit_spec,
+    model_specs,
+)
 
 __all__ = [
     "hc3_covariance",

@@ -117,11 +117,13 @@ def test_cli_brain_mask_dir(tmp_path, fake):
     d = tmp_path / "masks/sub-01/anat"
     d.mkdir(parents=True)
     nib.save(nib.Nifti1Image(mask.astype(np.uint8), sim.affine), d / "sub-01_desc-brain_mask.nii.gz")
-    reconstruct.reconstruct_dataset(tmp_path / "bids", tmp_path / "out", brain_mask_dir=tmp_path / "masks", progress=False)
+    reconstruct.reconstruct_dataset(tmp_path / "bids", tmp_path / "out", brain_mask_dir=tmp_path / "masks",
+                                    progress=False)
     assert np.array_equal(fake.calls[0]["mask"], mask)
     nib.save(nib.Nifti1Image(mask.astype(np.uint8), np.eye(4)), d / "sub-01_desc-brain_mask.nii.gz")
     with pytest.raises(ValueError, match=r"sub-01_desc-brain_mask\.nii\.gz: mask affine differs"):
-        reconstruct.reconstruct_dataset(tmp_path / "bids", tmp_path / "out", brain_mask_dir=tmp_path / "masks", progress=False)
+        reconstruct.reconstruct_dataset(tmp_path / "bids", tmp_path / "out", brain_mask_dir=tmp_path / "masks",
+                                        progress=False)
 
 
 def test_phantom_command_writes_bids_with_truth(tmp_path, capsys):

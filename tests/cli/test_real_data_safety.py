@@ -2,10 +2,8 @@
 number silently: each case below was a probe that destroyed a file or gave a wrong number with
 exit code 0."""
 
-import gzip
 import json
 
-import nibabel as nib
 import numpy as np
 import pytest
 

@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.cohort import measure
 from analysis.cli import main
+from analysis.cohort import measure
 from analysis.cohort.dictionary import load_cohort
 from analysis.imaging.qsm import combine_magnitude
 from analysis.simulation.acquisition import simulate_megre
-from analysis.simulation.phantom import make_head_phantom
 from analysis.simulation.freesurfer_subject import write_phantom_subject
+from analysis.simulation.phantom import make_head_phantom
 from analysis.simulation.phantom_qsm import true_thalamic_susceptibility
 
 THALAMUS_PPM = {"01": 0.040, "02": 0.025}

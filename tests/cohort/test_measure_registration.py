@@ -15,8 +15,8 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from analysis.cli import main
-from analysis.simulation.bids_dataset import write_megre_subject
 from analysis.simulation.acquisition import simulate_megre
+from analysis.simulation.bids_dataset import write_megre_subject
 from analysis.simulation.freesurfer_subject import write_phantom_subject
 from analysis.simulation.phantom import make_head_phantom
 from analysis.simulation.phantom_qsm import true_thalamic_susceptibility

@@ -69,7 +69,8 @@ def test_other_phase_scalings(tmp_path, kind):
         phi.flat[0], phi.flat[1] = -np.pi, np.pi - 1e-3
         sim.phase[..., n - 1] = phi
         if kind == "signed":
-            data, units, tol = np.round(phi * 4096 / np.pi).clip(-4096, 4095).astype(np.int16), "arbitrary", np.pi / 4096
+            data, units, tol = (np.round(phi * 4096 / np.pi).clip(-4096, 4095).astype(np.int16), "arbitrary",
+                                np.pi / 4096)
         elif kind == "milliradians":
             data, units, tol = np.round(phi * 1000).astype(np.int16), "arbitrary", 1e-3
         else:
@@ -154,7 +155,8 @@ def test_real_imag_pairs(tmp_path):
     for n in (1, 2):
         z = sim.magnitude[..., n - 1] * np.exp(1j * sim.phase[..., n - 1].astype(np.float64))
         for part, arr in (("real", z.real), ("imag", z.imag)):
-            nib.save(nib.Nifti1Image(arr.astype(np.float32), sim.affine), anat / f"sub-01_echo-{n}_part-{part}_MEGRE.nii.gz")
+            nib.save(nib.Nifti1Image(arr.astype(np.float32), sim.affine),
+                     anat / f"sub-01_echo-{n}_part-{part}_MEGRE.nii.gz")
             (anat / f"sub-01_echo-{n}_part-{part}_MEGRE.json").write_text(
                 json.dumps({"EchoTime": float(sim.echo_times_s[n - 1]), "MagneticFieldStrength": 3.0}))
         for part in ("mag", "phase"):

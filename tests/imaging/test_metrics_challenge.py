@@ -11,8 +11,17 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from analysis.imaging.metrics import (DGM_ROIS, XSIM_K, challenge_metrics, challenge_metrics_table, challenge_rmse,
-                                      dgm_slope, hfen, nrmse, xsim)
+from analysis.imaging.metrics import (
+    DGM_ROIS,
+    XSIM_K,
+    challenge_metrics,
+    challenge_metrics_table,
+    challenge_rmse,
+    dgm_slope,
+    hfen,
+    nrmse,
+    xsim,
+)
 
 qsm_eval = pytest.importorskip("qsm_ci.qsm_eval")
 
@@ -142,7 +151,8 @@ def test_every_metric_matches_qsm_ci_on_the_head_phantom(phantom_pair):
     ref, ref_dt = qsm_eval.nrmse_challenge(e, t, mu8)
     assert challenge_rmse(e, t, mask=m) == pytest.approx(ref, rel=1e-10)
     assert challenge_rmse(e, t, mask=m, detrend=True) == pytest.approx(ref_dt, rel=1e-10)
-    assert xsim(e, t, mask=m, window="box") == pytest.approx(qsm_eval.xsim(_masked(e, m), _masked(t, m), mu8), rel=1e-10)
+    assert xsim(e, t, mask=m, window="box") == pytest.approx(qsm_eval.xsim(_masked(e, m), _masked(t, m), mu8),
+                                                             rel=1e-10)
     assert hfen(e, t, mask=m, convention="qsm-ci") == pytest.approx(
         qsm_eval.hfen(_masked(e, m), _masked(t, m), mu8), rel=1e-10)
     # DGM slope on six of the phantom's ROIs, relabelled 1-6 for QSM-CI (it has exactly six DGM labels)

@@ -38,8 +38,8 @@ from analysis.imaging.registration import (
     save_transform,
 )
 from analysis.simulation.acquisition import simulate_megre
-from analysis.simulation.phantom import make_head_phantom
 from analysis.simulation.anatomy import synthetic_t1
+from analysis.simulation.phantom import make_head_phantom
 
 THALAMUS = (10, 49)
 AXIS = (1.0, 0.6, 0.3)     # oblique rotation axis (RAS)

@@ -12,12 +12,11 @@ import pandas as pd
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from tests.helpers.notebooks import execute_notebook
-
 from analysis.imaging.roi_tables import roi_table
-from analysis.simulation.phantom import make_head_phantom
 from analysis.simulation.anatomy import phantom_subject_measures
+from analysis.simulation.phantom import make_head_phantom
 from analysis.simulation.phantom_qsm import phantom_images
+from tests.helpers.notebooks import execute_notebook
 
 
 @pytest.mark.slow

@@ -8,10 +8,10 @@ check that the second run reuses the per-subject results written by the first (a
 import nbformat
 import pandas as pd
 import pytest
-from tests.helpers.notebooks import execute_notebook, notebook_path
 
 from analysis.cohort.dictionary import COLUMN_NAMES, load_cohort
 from analysis.simulation.imaging_cohort import SIMULATED_COLUMNS, example_cohort
+from tests.helpers.notebooks import execute_notebook, notebook_path
 
 STEM = "04-imaging-cohort"
 PARAMETERS = {"cohort_csv": "data/cohort.csv", "output_dir": "results/tables", "figures_dir": "figures",

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
-from tests.helpers.notebooks import execute_notebook
-from tests.helpers.cohorts import simulate_cohort
 
-from analysis.stats import robust
 from analysis.cohort.dictionary import load_cohort
+from analysis.stats import robust
 from analysis.stats.diagnostics import model_specs
+from tests.helpers.cohorts import simulate_cohort
+from tests.helpers.notebooks import execute_notebook
 
 pytestmark = pytest.mark.slow
 

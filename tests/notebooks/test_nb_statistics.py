@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
-from tests.helpers.notebooks import execute_notebook
 
 from analysis.stats.published import prints_as, published, table_rows
+from tests.helpers.notebooks import execute_notebook
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,6 @@ import importlib.util
 import io
 import re
 import tokenize
-from pathlib import Path
 
 import nbformat
 import pytest

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from analysis.imaging.qsm.kernels import GAMMA_HZ_PER_T
-from analysis.simulation.phantom import make_head_phantom
 from analysis.simulation.acquisition import (
     PAPER_PROTOCOL,
     field_to_phase,
@@ -13,6 +12,7 @@ from analysis.simulation.acquisition import (
     simulate_megre,
     simulation_seed,
 )
+from analysis.simulation.phantom import make_head_phantom
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,8 @@ def test_magnitude_steady_state_and_r2star(ph, clean):
     assert np.all(clean.magnitude[ph.labels == 0] == 0)  # air has no signal (noise-free)
     # log-linear R2* from two echoes recovers the pallidum's 38 Hz
     pal = ph.labels == 13
-    r2 = np.log(clean.magnitude[..., 0][pal] / clean.magnitude[..., 5][pal]) / (clean.echo_times_s[5] - clean.echo_times_s[0])
+    r2 = (np.log(clean.magnitude[..., 0][pal] / clean.magnitude[..., 5][pal])
+          / (clean.echo_times_s[5] - clean.echo_times_s[0]))
     assert np.allclose(r2, 38.0, rtol=1e-4)
 
 

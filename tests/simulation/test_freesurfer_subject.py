@@ -11,8 +11,10 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from analysis.imaging import figures
-from analysis.imaging import roi  # noqa: E402
+from analysis.imaging import (
+    figures,
+    roi,  # noqa: E402
+)
 from analysis.imaging import freesurfer as fs  # noqa: E402
 from analysis.simulation.anatomy import gray_matter_mask  # noqa: E402
 from analysis.simulation.freesurfer_subject import write_phantom_subject  # noqa: E402

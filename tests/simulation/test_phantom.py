@@ -125,7 +125,7 @@ def test_lesions_exact_volume_in_white_matter():
     assert np.all(a.chi_ppm[a.lesion_mask] == np.float32(0.0))
     n_comp = ndimage.label(a.lesion_mask, structure=np.ones((3, 3, 3)))[1]
     assert 1 <= n_comp <= 4 and a.params["n_lesions"] == 4
-    assert sum(l["n_voxels"] for l in a.params["lesions"]) == 375
+    assert sum(les["n_voxels"] for les in a.params["lesions"]) == 375
 
 
 def test_thalamus_scale_and_chi():

@@ -10,8 +10,13 @@ import numpy as np
 import pytest
 
 from analysis.imaging.labels import THALAMUS
-from analysis.simulation.acquisition import (field_to_phase, fine_fields, phantom_fields, simulate_bids_subject,
-                                             simulate_megre)
+from analysis.simulation.acquisition import (
+    field_to_phase,
+    fine_fields,
+    phantom_fields,
+    simulate_bids_subject,
+    simulate_megre,
+)
 from analysis.simulation.phantom import VEINS, make_head_phantom, thalamic_truth_ppb
 from analysis.simulation.phantom.realistic import _as_oversample, _block_mode, block_mean
 
@@ -170,7 +175,8 @@ def test_noise_follows_the_snr_rule_on_the_averaged_signal(ph, sims):
     fine, _ = sims
     noisy = simulate_megre(ph, snr=40.0, seed=2, phase_offset=False)
     assert noisy.noise_sigma == pytest.approx(fine.magnitude[..., 0][ph.brain_mask].mean() / 40.0, rel=1e-5)
-    z = noisy.magnitude[..., 1] * np.exp(1j * noisy.phase[..., 1]) - fine.magnitude[..., 1] * np.exp(1j * fine.phase[..., 1])
+    z = (noisy.magnitude[..., 1] * np.exp(1j * noisy.phase[..., 1])
+         - fine.magnitude[..., 1] * np.exp(1j * fine.phase[..., 1]))
     assert np.std(z.real) == pytest.approx(noisy.noise_sigma, rel=0.03)
     again = simulate_megre(ph, snr=40.0, seed=2, phase_offset=False)
     assert np.array_equal(again.phase, noisy.phase)

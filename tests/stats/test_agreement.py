@@ -18,9 +18,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from analysis.simulation.imaging_cohort import example_cohort  # noqa: E402
 from analysis.stats import agreement as ag  # noqa: E402
 from analysis.stats import models  # noqa: E402
-from analysis.simulation.imaging_cohort import example_cohort  # noqa: E402
 
 #: Shrout & Fleiss (1979), Table 2: rows = targets, columns = judges.
 SF_TABLE2 = np.array([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]], float)
@@ -117,11 +117,14 @@ def test_bland_altman_by_hand():
     assert r["n"] == n
     assert r["bias"] == pytest.approx(bias)
     assert r["sd_diff"] == pytest.approx(sd)
-    assert (r["bias_ci_low"], r["bias_ci_high"]) == pytest.approx((bias - t * sd / np.sqrt(n), bias + t * sd / np.sqrt(n)))
+    assert (r["bias_ci_low"], r["bias_ci_high"]) == pytest.approx((bias - t * sd / np.sqrt(n),
+                                                                   bias + t * sd / np.sqrt(n)))
     assert (r["loa_low"], r["loa_high"]) == pytest.approx((bias - 1.959964 * sd, bias + 1.959964 * sd), rel=1e-6)
     se_loa = sd * np.sqrt(1 / n + z ** 2 / (2 * (n - 1)))
-    assert (r["loa_high_ci_low"], r["loa_high_ci_high"]) == pytest.approx((r["loa_high"] - t * se_loa, r["loa_high"] + t * se_loa))
-    assert (r["loa_low_ci_low"], r["loa_low_ci_high"]) == pytest.approx((r["loa_low"] - t * se_loa, r["loa_low"] + t * se_loa))
+    assert (r["loa_high_ci_low"], r["loa_high_ci_high"]) == pytest.approx((r["loa_high"] - t * se_loa,
+                                                                           r["loa_high"] + t * se_loa))
+    assert (r["loa_low_ci_low"], r["loa_low_ci_high"]) == pytest.approx((r["loa_low"] - t * se_loa,
+                                                                         r["loa_low"] + t * se_loa))
     assert r["max_abs_diff"] == pytest.approx(np.abs(d).max())
 
 

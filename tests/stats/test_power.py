@@ -98,13 +98,13 @@ def test_fixed_x_equals_noncentral_t(r, n):
 # ----------------------------------------------------------------------------------------------
 def test_exact_density_is_a_density():
     for rho, n in [(0.0, 10), (0.28, 95), (-0.6, 40), (0.9, 6)]:
-        f = lambda x: exact_r_pdf(x, rho, n)  # noqa: E731
+        f = lambda x, rho=rho, n=n: exact_r_pdf(x, rho, n)  # noqa: E731
         assert integrate.quad(f, -1, 1)[0] == pytest.approx(1.0, abs=1e-9)
         # Olkin & Pratt (1958): G(r) = r 2F1(1/2, 1/2; (n - 2)/2; 1 - r^2) is exactly unbiased for rho
-        g = lambda x: x * special.hyp2f1(0.5, 0.5, (n - 2) / 2, 1 - x * x) * f(x)  # noqa: E731
+        g = lambda x, n=n, f=f: x * special.hyp2f1(0.5, 0.5, (n - 2) / 2, 1 - x * x) * f(x)  # noqa: E731
         assert integrate.quad(g, -1, 1, limit=200)[0] == pytest.approx(rho, abs=1e-10)
         # and r itself is biased towards 0 by about rho (1 - rho^2) / (2 n) (Fisher 1915)
-        mean = integrate.quad(lambda x: x * f(x), -1, 1)[0]
+        mean = integrate.quad(lambda x, f=f: x * f(x), -1, 1)[0]
         assert abs(mean) <= abs(rho)
 
 

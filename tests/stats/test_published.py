@@ -13,7 +13,6 @@ import pytest
 from analysis.stats import published as pub
 from analysis.stats.published import decimals, format_like, interval, prints_as, table_rows
 
-
 # -- decimals ----------------------------------------------------------------------------------
 
 

@@ -10,9 +10,10 @@ import pytest
 import statsmodels.formula.api as smf
 from scipy import stats
 
-from tests.helpers.cohorts import simulate_cohort
 from analysis.stats import diagnostics as dg
-from analysis.stats import models, power, reanalysis as ra, robust
+from analysis.stats import models, power, robust
+from analysis.stats import reanalysis as ra
+from tests.helpers.cohorts import simulate_cohort
 
 CHI = models.SUSCEPTIBILITY
 COV = ["age_years", "male", "disease_duration_years", "dmt_use"]

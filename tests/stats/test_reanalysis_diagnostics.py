@@ -18,9 +18,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import statsmodels.formula.api as smf  # noqa: E402
 
-from tests.helpers.cohorts import simulate_cohort  # noqa: E402
 from analysis.stats import diagnostics as dg  # noqa: E402
 from analysis.stats import models  # noqa: E402
+from tests.helpers.cohorts import simulate_cohort  # noqa: E402
 
 
 @pytest.fixture(scope="module")

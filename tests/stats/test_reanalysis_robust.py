@@ -19,10 +19,10 @@ import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-from tests.helpers.cohorts import simulate_cohort
 from analysis.cohort.dictionary import load_cohort
 from analysis.stats import diagnostics as dg
 from analysis.stats import models, robust
+from tests.helpers.cohorts import simulate_cohort
 
 BUNDLED = Path(__file__).resolve().parents[2] / "data" / "cohort.csv"
 
@@ -258,7 +258,7 @@ def test_huber_converges_on_volume_outcomes_in_mm3(bundled):
     spec = next(s for s in specs if s.key == "total_gray_matter_volume" and s.model == "unadjusted")
     early = smf.rlm(spec.formula, bundled, M=sm.robust.norms.HuberT(t=1.345)).fit()   # statsmodels' default
     assert early.fit_history["iteration"] <= 5 and gm["iterations"] > 5
-    assert abs(gm["coef"] - early.params[CHI]) > 1.0        # mm³/ppb: the early stop is off (simulated: -961.7 vs -967.6)
+    assert abs(gm["coef"] - early.params[CHI]) > 1.0  # mm³/ppb: the early stop is off (simulated: -961.7 vs -967.6)
 
 
 def test_huber_does_not_depend_on_the_outcome_units(bundled):

@@ -25,8 +25,9 @@ phantom (noise 0–20 ppb), and the same run checks 3 mm (ratio 1.000), the 0.5 
 SMV passes of 30, 20, 10 and 5 mm, each with its own automatic λ: 1.000, NRMSE 28.9 % over the SMV
 interior; simple phantom 1.000, 14.9 %; with the former 10 and 5 mm passes 1.004 and 1.000).
 Simpler rules failed there: a fixed normalised λ ignores noise (the 3 mm ellipsoid of the unit
-tests, noisy, wants a λ 20× smaller than a clean head), and the L-curve corner of the closed-form L2 inversion or the residual of
-its solution moved λ by factors of 3–40 between resolutions while the best λ did not. Those
+tests, noisy, wants a λ 20× smaller than a clean head), and the L-curve corner of the closed-form
+L2 inversion or the residual of its solution moved λ by factors of 3–40 between resolutions while
+the best λ did not. Those
 rules stay available, for comparison and teaching, in
 :func:`analysis.imaging.qsm.regularisation.choose_lambda`.
 

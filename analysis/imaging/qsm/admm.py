@@ -438,16 +438,16 @@ def _solve(pr, *, max_iter, tol, mu_gradient, mu_data, mu_csf, alpha, newton_ste
             # ---- χ update: two forward and two inverse real FFTs ------------------------------
             spec = sfft.rfftn(r, workers=wk)
             spec_e = sfft.rfftn(y_al, workers=wk)
-            del y_al
+            y_al = None  # released (not del: data_block refers to it)
             pool.map(spectrum_block, range(len(hblocks)))
             x_new = sfft.irfftn(spec, s=shp, workers=wk, overwrite_x=True)
-            del spec
+            spec = None  # released (not del: spectrum_block refers to it)
             y_al = sfft.irfftn(spec_e, s=shp, workers=wk, overwrite_x=True)
-            del spec_e
+            spec_e = None
             parts = [p for part in pool.map(norms, range(len(blocks))) for p in part]
             dd, nn = sum(p[0] for p in parts), sum(p[1] for p in parts)
             x_al = x_new
-            del x_new
+            x_new = None  # released (not del: norms refers to it)
             ratio = float(np.sqrt(dd / nn)) if nn > 0 else np.inf
             ratios.append(ratio)
             bar.set_postfix(ratio=f"{ratio:.2e}")
@@ -474,7 +474,7 @@ def _solve(pr, *, max_iter, tol, mu_gradient, mu_data, mu_csf, alpha, newton_ste
     finally:
         bar.close()
         pool.close()
-    del q, r, scratch, y_al
+    q = r = scratch = y_al = None  # released (not del: the block functions refer to them)
     info = {"n_iter": len(ratios), "update_ratio": ratios, "converged": converged,
             "mu": {"gradient": float(mu1), "data": float(mu2), "csf": float(mu3)}, "n_merit": n_merit}
     if objective:  # rebuild the problem's arrays from their compact forms

@@ -207,7 +207,8 @@ def _check_range(value, name, lo, hi, *, lo_open=True, hi_open=False):
         raise ValueError(f"{name} must be a number, got {value!r}") from None
     ok = np.isfinite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
     if not ok:
-        raise ValueError(f"{name} must be in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}, got {value!r}")
+        raise ValueError(f"{name} must be in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}, "
+                         f"got {value!r}")
     return v
 
 

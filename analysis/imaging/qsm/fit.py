@@ -228,7 +228,7 @@ def _fit_block(y, tau, max_iter, reltol):
     p1 = np.angle(y[:, 1] * np.conj(y[:, 0])).astype(np.float64) / (tau[1] - tau[0])
     p0 = np.angle(y[:, 0] * np.exp(-1j * p1 * tau[0]).astype(np.complex64)).astype(np.float64)
     k = 0
-    for k in range(1, max_iter + 1):
+    for k in range(1, max_iter + 1):  # noqa: B007 -- k (the iteration count) is returned
         theta = (p0[:, None] + p1[:, None] * tau[None, :]).astype(np.float32)
         # amp * Im(S e^{-iθ}) = |S|^2 sin(ψ − θ)
         g = amp * (y.imag * np.cos(theta) - y.real * np.sin(theta))

@@ -100,10 +100,10 @@ def brain_mask(magnitude, *, voxel_size=(1.0, 1.0, 1.0), threshold=None, opening
     well. It also fails where the skull is not dark: with a bright (fatty) marrow layer in the
     skull and a fat-bright scalp, at 2 mm the mask takes in the scalp (Dice 0.77; at 1 mm the
     thin cortical bone still separates them, 0.99); the separation step does not help there
-    (the marrow touches the brain's CSF layer over large areas, not through a neck). Wherever the head is not a bright brain in a dark skull, give a
-    mask from a skull-stripping tool (``mask=``; ``--brain-mask-dir`` on the command line). The
-    erosion is by whole voxels, so ``erosion_mm`` smaller than a voxel (1 mm at 2 mm) does
-    nothing.
+    (the marrow touches the brain's CSF layer over large areas, not through a neck). Wherever the
+    head is not a bright brain in a dark skull, give a mask from a skull-stripping tool (``mask=``;
+    ``--brain-mask-dir`` on the command line). The erosion is by whole voxels, so ``erosion_mm``
+    smaller than a voxel (1 mm at 2 mm) does nothing.
     """
     from skimage.filters import threshold_otsu
 

@@ -129,8 +129,9 @@ def reconstruct_megre(magnitude, phase, echo_times_s, *, voxel_size_mm, b0_tesla
     -----
     The toolbox's whole-brain recipe (``MEDI_full_process``: ``MEDI_L1('lambda', 1000,
     'lambda_CSF', 100, 'merit', 'smv', 5)``) is ``method='medi0', smv_radius_mm=5, merit=True``
-    (:data:`~analysis.imaging.qsm.recipes.WHOLE_BRAIN_RECIPE`; ``reconstruct_megre(..., **WHOLE_BRAIN_RECIPE)``). On noise-free
-    data the fit's noise map is 0 and PDF and MEDI use uniform weights (PDF warns).
+    (:data:`~analysis.imaging.qsm.recipes.WHOLE_BRAIN_RECIPE`;
+    ``reconstruct_megre(..., **WHOLE_BRAIN_RECIPE)``). On noise-free data the fit's noise map is 0
+    and PDF and MEDI use uniform weights (PDF warns).
     Plain MEDI after PDF leaves errors at the brain boundary: PDF also removes the part of the
     brain's own field that looks harmonic, and the inversion turns harmonic residuals into
     boundary artefacts. On the 2 mm head phantom (SNR 100, PDF, mask computed from the

@@ -27,7 +27,8 @@ import numpy as np
 from .dipole import TOOLBOX_SMV_RADIUS_MM
 
 __all__ = ["RECIPES", "WHOLE_BRAIN_RECIPE", "TOOLBOX_RECIPE", "MEDI_ONLY_OPTIONS", "METHOD_NAMES",
-           "DEFAULT_SMV_RADIUS_MM", "AUTO_SMV_RADIUS", "DEFAULT_PDF_MAX_ITER", "resolve_recipe", "complete_recipe", "vsharp_radii_mm"]
+           "DEFAULT_SMV_RADIUS_MM", "AUTO_SMV_RADIUS", "DEFAULT_PDF_MAX_ITER", "resolve_recipe", "complete_recipe",
+           "vsharp_radii_mm"]
 
 #: The toolbox's SMV high-pass radius (mm) in its whole-brain recipe (``medi-full-process``).
 DEFAULT_SMV_RADIUS_MM = TOOLBOX_SMV_RADIUS_MM

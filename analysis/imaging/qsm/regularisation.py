@@ -402,7 +402,7 @@ def _locality_choice(rows, eps, floor=EXTERNAL_FLOOR, valid=MIN_EXPLAINED):
     When the choice is not bracketed, ``direction`` says where to solve next: −1 (smaller λ),
     +1 (larger λ); λ is then the nearest sampled value.
     """
-    rows = sorted((float(l), float(v), float(r)) for l, v, r in rows if np.isfinite(v) and np.isfinite(r))
+    rows = sorted((float(lam), float(v), float(r)) for lam, v, r in rows if np.isfinite(v) and np.isfinite(r))
     if not rows:
         raise ValueError("no solve gave a usable residual (is the field all zero?)")
     ok = np.array([r[2] <= 1.0 - valid for r in rows])

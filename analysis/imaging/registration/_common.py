@@ -1,4 +1,5 @@
-"""Shared pieces of the registration subpackage: the result type, constants, image loading and grid helpers (private to the subpackage)."""
+"""Shared pieces of the registration subpackage: the result type, constants, image loading and grid
+helpers (private to the subpackage)."""
 
 from __future__ import annotations
 

@@ -88,7 +88,7 @@ def registration_overlay_png(path, fixed_img, moving_resampled_img, *, labels_im
         ax.imshow(np.ma.masked_where(~edges, edges), cmap=ListedColormap(["#ffd60a"]), alpha=0.75,
                   origin="lower", aspect=aspect, interpolation="nearest", vmin=0, vmax=1)
         if labels is not None:
-            for name, (ids, colour) in OVERLAY_LABELS.items():
+            for ids, colour in OVERLAY_LABELS.values():
                 m = np.isin(labels[sl], ids).T.astype(float)
                 if m.any():
                     ax.contour(m, levels=[0.5], colors=[colour], linewidths=1.8)

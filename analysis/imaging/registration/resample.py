@@ -1,4 +1,5 @@
-"""Resampling labels (nearest neighbour) and images (trilinear) through a rigid transform; choosing the anatomy of a FreeSurfer subject."""
+"""Resampling labels (nearest neighbour) and images (trilinear) through a rigid transform; choosing the
+anatomy of a FreeSurfer subject."""
 
 from __future__ import annotations
 

@@ -82,7 +82,7 @@ from analysis.cohort.dictionary import DEFAULT_COHORT_CSV, DEFAULT_SEED
 from analysis.io import write_csv
 from analysis.simulation.calibration.covariates import calibrated_covariates
 from analysis.simulation.calibration.outcomes import OUTCOMES, build_outcome, build_susceptibility
-from analysis.simulation.calibration.printed import N, N_FEMALE, targets
+from analysis.simulation.calibration.printed import N_FEMALE, N, targets
 from analysis.simulation.calibration.stable import single_threaded
 from analysis.simulation.calibration.table2 import CROSS_COUNTS, table2_covariance_target
 

@@ -13,10 +13,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from analysis.simulation.calibration.printed import MIN_ONSET_AGE, N, N_DMT, N_ENHANCING, N_FEMALE
+from analysis.simulation.calibration.printed import MIN_ONSET_AGE, N_DMT, N_ENHANCING, N_FEMALE, N
 from analysis.simulation.calibration.stable import improves
-from analysis.simulation.calibration.table2 import (CROSS_COUNTS, fit_theta_minimax, table2_covariance_target,
-                                                    table2_residuals)
+from analysis.simulation.calibration.table2 import (
+    CROSS_COUNTS,
+    fit_theta_minimax,
+    table2_covariance_target,
+    table2_residuals,
+)
 from analysis.stats.published import interval, published
 
 __all__ = ["COPULA_CORRELATION", "covariate_multisets", "binary_profiles", "assign_covariates", "t2_design",
@@ -216,7 +220,7 @@ def _swap_search(X, loss_fn, rng, *, tol, max_iter, temp0, fine_fraction=0.0):
     loss, worst = loss_fn(X)
     best = (loss, worst, X.copy())
     temp = temp0
-    for it in range(max_iter):
+    for it in range(max_iter):  # noqa: B007 -- it (the iteration count) is returned
         if worst < tol:
             break
         i, j, cols = _propose(X, rng, rng.random() < fine_fraction)

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from analysis.simulation.calibration.covariates import t2_design
-from analysis.simulation.calibration.printed import N, P_INTERVALS, T2_ORDER, print_margin
+from analysis.simulation.calibration.printed import P_INTERVALS, T2_ORDER, N, print_margin
 from analysis.simulation.calibration.stable import improves, snap
 from analysis.stats.published import interval, published, table_rows
 
@@ -368,7 +368,7 @@ def _kkt_newton(x, *, grad, hess, h, h_jac, h_hess, x_scale, xtol=1e-13, max_ite
     for _ in range(max_iter):
         J = h_jac(x)
         r = np.r_[grad(x) + J.T @ lam, h(x)]
-        H = hess + sum(l * Hh for l, Hh in zip(lam, h_hess))
+        H = hess + sum(lam_i * Hh for lam_i, Hh in zip(lam, h_hess))
         K = np.block([[H, J.T], [J, np.zeros((m, m))]])
         step = np.linalg.solve(K, -r)
         x, lam = x + step[:len(x)], lam + step[len(x):]

@@ -15,8 +15,16 @@ import itertools
 import numpy as np
 from scipy import optimize
 
-from analysis.simulation.calibration.printed import (N, N_DMT, N_ENHANCING, N_FEMALE, P_INTERVALS, T2_ORDER,
-                                                     printed_centres, row_distances)
+from analysis.simulation.calibration.printed import (
+    N_DMT,
+    N_ENHANCING,
+    N_FEMALE,
+    P_INTERVALS,
+    T2_ORDER,
+    N,
+    printed_centres,
+    row_distances,
+)
 from analysis.simulation.calibration.stable import snap
 from analysis.stats.published import interval, published, table_rows
 
@@ -96,7 +104,7 @@ def _minimax(res, z0, scale):
     relative across BLAS kernels and thread counts, and it feeds the searches that follow)."""
     z = np.asarray(z0, float)
     for pw in (1, 2, 4, 8):
-        z = optimize.least_squares(lambda v: np.sign(res(v)) * np.abs(res(v)) ** pw, z, x_scale=scale).x
+        z = optimize.least_squares(lambda v, pw=pw: np.sign(res(v)) * np.abs(res(v)) ** pw, z, x_scale=scale).x
     u0 = np.r_[z / scale, np.abs(res(z)).max()]
     cons = [{"type": "ineq", "fun": lambda u: np.r_[u[-1] - res(u[:-1] * scale), u[-1] + res(u[:-1] * scale)]}]
     sol = optimize.minimize(lambda u: u[-1], u0, constraints=cons, method="SLSQP",

@@ -78,11 +78,20 @@ Modules
 
 from analysis.simulation.imaging_cohort.results import agreement_subjects, example_cohort, measured_cohort
 from analysis.simulation.imaging_cohort.runner import WORK_SUBDIR, ImagingCohortRun, load_results, run_imaging_cohort
-from analysis.simulation.imaging_cohort.settings import (CARRIED_COLUMNS, RESULT_KEYS, SIMULATED_COLUMNS,
-                                                         ImagingSettings, pipeline_code_hash, select_subjects,
-                                                         subject_seed)
-from analysis.simulation.imaging_cohort.subject import (build_subject_phantom, measure_cohort_subject,
-                                                        template_thalamic_volume_mm3)
+from analysis.simulation.imaging_cohort.settings import (
+                                                         CARRIED_COLUMNS,
+                                                         RESULT_KEYS,
+                                                         SIMULATED_COLUMNS,
+                                                         ImagingSettings,
+                                                         pipeline_code_hash,
+                                                         select_subjects,
+                                                         subject_seed,
+)
+from analysis.simulation.imaging_cohort.subject import (
+                                                         build_subject_phantom,
+                                                         measure_cohort_subject,
+                                                         template_thalamic_volume_mm3,
+)
 
 __all__ = [
     "SIMULATED_COLUMNS", "CARRIED_COLUMNS", "RESULT_KEYS", "WORK_SUBDIR", "ImagingSettings",

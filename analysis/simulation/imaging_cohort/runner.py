@@ -24,9 +24,16 @@ from tqdm import tqdm  # text bar: works in terminals, notebooks and papermill l
 from analysis.cohort.dictionary import load_cohort, validate_cohort
 from analysis.io import json_default, write_text
 from analysis.simulation.imaging_cohort.results import agreement_subjects, measured_cohort
-from analysis.simulation.imaging_cohort.settings import (RESULT_KEYS, SAFE_SUBJECT_ID, ImagingSettings,
-                                                         check_subject_id, pipeline_code_hash, result_fingerprint,
-                                                         select_subjects, subject_seed)
+from analysis.simulation.imaging_cohort.settings import (
+    RESULT_KEYS,
+    SAFE_SUBJECT_ID,
+    ImagingSettings,
+    check_subject_id,
+    pipeline_code_hash,
+    result_fingerprint,
+    select_subjects,
+    subject_seed,
+)
 from analysis.simulation.imaging_cohort.subject import failed_result, measure_cohort_subject
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from analysis.cohort.dictionary import COLUMN_NAMES, DEFAULT_SEED
 from analysis.imaging.qsm.recipes import check_lambda
 from analysis.simulation.phantom_qsm import PHANTOM_LAMBDA
 
-__all__ = ["SAFE_SUBJECT_ID", "check_subject_id", 
+__all__ = ["SAFE_SUBJECT_ID", "check_subject_id",
     "SIMULATED_COLUMNS", "CARRIED_COLUMNS", "RESULT_KEYS", "PIPELINE_SOURCES", "ImagingSettings", "subject_seed",
     "select_subjects", "pipeline_source_files", "pipeline_code_hash", "subject_targets", "result_fingerprint",
 ]

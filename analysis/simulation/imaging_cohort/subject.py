@@ -32,8 +32,14 @@ from analysis.imaging.roi import thalamic_susceptibility
 from analysis.simulation.acquisition import simulate_megre, simulation_seed
 from analysis.simulation.bids_dataset import write_megre_subject
 from analysis.simulation.freesurfer_subject import write_phantom_subject
-from analysis.simulation.imaging_cohort.settings import (RESULT_KEYS, SIMULATED_COLUMNS, check_subject_id,
-                                                         result_fingerprint, subject_seed, subject_targets)
+from analysis.simulation.imaging_cohort.settings import (
+    RESULT_KEYS,
+    SIMULATED_COLUMNS,
+    check_subject_id,
+    result_fingerprint,
+    subject_seed,
+    subject_targets,
+)
 from analysis.simulation.phantom import TISSUES, make_head_phantom
 from analysis.simulation.phantom_qsm import reconstruct_phantom, true_thalamic_susceptibility
 
@@ -215,8 +221,9 @@ def measure_cohort_subject(row, settings, *, index):
         ``measured_<column>`` (from the images), the relative susceptibility without vein
         exclusion, ``true_map_thalamic_relative_susceptibility_ppb`` (the same measure on the true
         χ map inside the reconstruction's mask: measured minus it is the reconstruction's own
-        error, it minus the truth the measurement's), the phantom's grey-matter volume and cortical thickness, ROI voxel counts,
-        the reconstruction's whole-brain NRMSE (%), timings (s), host and a fingerprint.
+        error, it minus the truth the measurement's), the phantom's grey-matter volume and cortical
+        thickness, ROI voxel counts, the reconstruction's whole-brain NRMSE (%), timings (s), host and
+        a fingerprint.
     """
     t0 = time.perf_counter()
     subject_id = str(row.get("subject_id", f"index-{index}"))
@@ -288,7 +295,8 @@ def measure_cohort_subject(row, settings, *, index):
         "measured_total_gray_matter_volume_mm3": float(imaging["total_gray_matter_volume_mm3"]),
         "measured_mean_cortical_thickness_mm": float(imaging["mean_cortical_thickness_mm"]),
         "n_thalamus_voxels": int(imaging["n_voxels"]),
-        "n_vein_voxels_excluded": int(imaging["n_vein_voxels_excluded"]), "n_csf_voxels": int(imaging["n_csf_voxels"]), "reconstruction_nrmse_percent": float(err),
+        "n_vein_voxels_excluded": int(imaging["n_vein_voxels_excluded"]), "n_csf_voxels": int(imaging["n_csf_voxels"]),
+        "reconstruction_nrmse_percent": float(err),
         "seconds_phantom": t_phantom, "seconds_reconstruction": t_recon, "seconds_measurement": t_measure,
         "seconds_total": time.perf_counter() - t0, "host": platform.node(),
         "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

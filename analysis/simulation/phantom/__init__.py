@@ -73,8 +73,17 @@ should transfer to real data; see :mod:`~analysis.simulation.phantom.realistic`.
 from analysis.simulation.phantom.atlas import ATLAS_PACKAGE, ATLAS_RELPATH, atlas_path
 from analysis.simulation.phantom.head import DEFAULT_FOV_MM, HeadPhantom, make_head_phantom
 from analysis.simulation.phantom.realistic import FineGrid, make_realistic_head_phantom, thalamic_truth_ppb
-from analysis.simulation.phantom.tissues import (AIR_CAVITY, AIR_CHI_PPM, LESION, SCALP, SKULL, TISSUES, VEINS,
-                                                 Tissue, label_names)
+from analysis.simulation.phantom.tissues import (
+                                                 AIR_CAVITY,
+                                                 AIR_CHI_PPM,
+                                                 LESION,
+                                                 SCALP,
+                                                 SKULL,
+                                                 TISSUES,
+                                                 VEINS,
+                                                 Tissue,
+                                                 label_names,
+)
 
 __all__ = [
     "AIR_CAVITY",

@@ -81,7 +81,7 @@ def world_atlas_1mm():
     nz = np.argwhere(lab > 0)
     lo, hi = nz.min(0), nz.max(0) + 1
     m = int(_WORLD_MARGIN_MM)
-    shape = tuple(int(h - l) + 2 * m for l, h in zip(lo, hi))
+    shape = tuple(int(high - low) + 2 * m for low, high in zip(lo, hi))
     world = np.zeros(shape, np.int16)
     world[m:m + hi[0] - lo[0], m:m + hi[1] - lo[1], m:m + hi[2] - lo[2]] = lab[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
     waff = aff.copy()

@@ -20,11 +20,15 @@ from scipy import ndimage
 
 from analysis.imaging.labels import THALAMUS, VENTRICULAR_CSF
 from analysis.simulation.phantom._geometry import closing_mm
-from analysis.simulation.phantom.atlas import (ATLAS_PACKAGE, ATLAS_RELPATH, atlas_version, scale_thalamus,
-                                               world_atlas_1mm)
+from analysis.simulation.phantom.atlas import (
+    ATLAS_PACKAGE,
+    ATLAS_RELPATH,
+    atlas_version,
+    scale_thalamus,
+    world_atlas_1mm,
+)
 from analysis.simulation.phantom.lesions import place_lesions
-from analysis.simulation.phantom.tissues import (AIR_CAVITY, AIR_CHI_PPM, LESION, SCALP, SKULL, TISSUES,
-                                                 VEINS)
+from analysis.simulation.phantom.tissues import AIR_CAVITY, AIR_CHI_PPM, LESION, SCALP, SKULL, TISSUES, VEINS
 from analysis.simulation.phantom.veins import rasterise_tube, vein_centrelines
 
 __all__ = ["DEFAULT_FOV_MM", "HeadPhantom", "make_head_phantom"]

@@ -27,7 +27,8 @@ Susceptibility on the fine grid (ppm, CSF = 0)
       centroid;
     * texture and gradient are made zero-mean over each label (so the table value stays the mean),
       and R2* of deep grey matter follows its χ perturbation (150 Hz/ppm);
-    * **veins** drawn with their true radii as voxel *fractions* (:func:`~analysis.simulation.phantom.veins.tube_fraction`):
+    * **veins** drawn with their true radii as voxel *fractions*
+      (:func:`~analysis.simulation.phantom.veins.tube_fraction`):
       internal cerebral veins (1.5 mm), basal veins (1.25 mm), vein of Galen (2.5 mm),
       thalamostriate veins (0.8 mm, in the caudothalamic groove: labels 906/907) and
       ``n_medullary_veins`` thin medullary veins (0.3–0.6 mm, label 908) from the ventricle wall
@@ -74,8 +75,15 @@ from scipy import ndimage
 
 from analysis.imaging.labels import LATERAL_VENTRICLES, THALAMUS, VENTRICULAR_CSF
 from analysis.simulation.phantom.atlas import ATLAS_PACKAGE, ATLAS_RELPATH, atlas_version, world_atlas_1mm
-from analysis.simulation.phantom.head import (DEFAULT_FOV_MM, HeadPhantom, _as_resolution, _build_world,
-                                              _check_arguments, _chi_table, _fov_start)
+from analysis.simulation.phantom.head import (
+    DEFAULT_FOV_MM,
+    HeadPhantom,
+    _as_resolution,
+    _build_world,
+    _check_arguments,
+    _chi_table,
+    _fov_start,
+)
 from analysis.simulation.phantom.tissues import AIR_CAVITY, AIR_CHI_PPM, LESION, TISSUES, VEINS
 from analysis.simulation.phantom.veins import medullary_centrelines, thalamostriate_centrelines, tube_fraction
 
@@ -398,7 +406,7 @@ def make_realistic_head_phantom(*, resolution_mm=2.0, seed=0, thalamus_scale=1.0
         del tex, fields
     gradients = {}
     if iron > 0:
-        for name, (ids, (g_lat, g_post, g_sup)) in IRON_GRADIENTS_PPB_PER_MM.items():
+        for ids, (g_lat, g_post, g_sup) in IRON_GRADIENTS_PPB_PER_MM.values():
             for lab_id in ids:
                 idx = np.nonzero(tb == lab_id)
                 if idx[0].size == 0:
@@ -552,7 +560,7 @@ def make_realistic_head_phantom(*, resolution_mm=2.0, seed=0, thalamus_scale=1.0
                             "voxels excluded) minus the mean over the lateral ventricles 4/43, ppb",
         "vein_chi_ppm": float(vein_chi_ppm),
         "n_vein_lines": len(lines),
-        "n_medullary_veins": int(sum(1 for l in lines if l[0] == 908)),
+        "n_medullary_veins": int(sum(1 for line in lines if line[0] == 908)),
         "texture_scale": float(texture_scale),
         "texture_ppm": {k: list(v) for k, v in TEXTURE_PPM.items()},
         "iron_gradients": iron,

@@ -106,7 +106,8 @@ def vein_centrelines(lab, affine):
     galen = np.array([0.0, ymin - 8.0, z_icv + 2.0])
     for k, (_, icv_end, bvr_end) in enumerate(posterior):
         # ICV end → Galen; BVR end curves up and medially behind the pulvinar → Galen
-        lines[2 * k][2] = np.vstack([lines[2 * k][2], _bezier(icv_end, np.array([icv_end[0] * 0.5, ymin - 4.0, icv_end[2]]), galen)])
+        lines[2 * k][2] = np.vstack([lines[2 * k][2],
+                                     _bezier(icv_end, np.array([icv_end[0] * 0.5, ymin - 4.0, icv_end[2]]), galen)])
         ctrl = np.array([bvr_end[0], ymin - 8.0, bvr_end[2] + 2.0])
         lines[2 * k + 1][2] = np.vstack([lines[2 * k + 1][2], _bezier(bvr_end, ctrl, galen)])
     galen_pts = np.vstack([galen, galen + np.array([0.0, -8.0, 3.0]), galen + np.array([0.0, -16.0, 8.0])])

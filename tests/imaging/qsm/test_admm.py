@@ -7,8 +7,7 @@ import scipy.fft as sfft
 from analysis.imaging.metrics import nrmse
 from analysis.imaging.qsm import forward_field, gradient_mask, medi, rad_per_ppm, tkd
 from analysis.imaging.qsm._synthetic import ellipsoid_brain
-from analysis.imaging.qsm.admm import (_diff_symbol2, _pdiff, _pdiff_adjoint_add, medi_admm,
-                                       medi_objective)
+from analysis.imaging.qsm.admm import _diff_symbol2, _pdiff, _pdiff_adjoint_add, medi_admm, medi_objective
 
 VS = (3.0, 3.0, 3.0)
 #: medi() run to convergence (its default stops when the update falls below 10 % of χ)

@@ -14,7 +14,8 @@ def test_kernel_zero_at_origin_range_and_symmetry():
     assert d[0, 0, 0] == 0.0
     assert d.min() >= -2.0 / 3.0 - 1e-6 and d.max() <= 1.0 / 3.0 + 1e-6
     # D(k) = D(-k): real and even, so its inverse FFT is real
-    neg = d[(-np.arange(shape[0])) % shape[0]][:, (-np.arange(shape[1])) % shape[1]][:, :, (-np.arange(shape[2])) % shape[2]]
+    neg = d[(-np.arange(shape[0])) % shape[0]][:, (-np.arange(shape[1])) % shape[1]][
+        :, :, (-np.arange(shape[2])) % shape[2]]
     np.testing.assert_array_equal(d, neg)
     # kz-axis: 1/3 - 1 = -2/3; kx-axis (perpendicular to B0): +1/3; magic angle: 0
     assert d[0, 0, 3] == pytest.approx(-2.0 / 3.0)

@@ -24,7 +24,6 @@ TE = 4.3e-3 + 4.8e-3 * np.arange(6)
 
 def _acquisition(sigma):
     ph = ellipsoid_brain((N, N, N))
-    m = ph["mask"]
     x, y, z = np.meshgrid(*[np.arange(N) - N / 2 + 0.5] * 3, indexing="ij")
     head = (x / 23) ** 2 + (y / 23) ** 2 + (z / 23) ** 2 <= 1
     air = x**2 + y**2 + (z + 32) ** 2 < 10**2  # an air pocket below the field of view

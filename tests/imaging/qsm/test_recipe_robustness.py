@@ -8,8 +8,13 @@ from analysis.imaging.qsm.dipole import smv_eroded_mask
 from analysis.imaging.qsm.fit import combine_magnitude
 from analysis.imaging.qsm.mask import brain_mask, is_skull_stripped
 from analysis.imaging.qsm.pipeline import reconstruct_megre
-from analysis.imaging.qsm.recipes import (DEFAULT_PDF_MAX_ITER, TOOLBOX_RECIPE, WHOLE_BRAIN_RECIPE, complete_recipe,
-                                          resolve_recipe)
+from analysis.imaging.qsm.recipes import (
+    DEFAULT_PDF_MAX_ITER,
+    TOOLBOX_RECIPE,
+    WHOLE_BRAIN_RECIPE,
+    complete_recipe,
+    resolve_recipe,
+)
 from tests.imaging.qsm.test_pipeline import TE, VS, _acquisition
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from analysis.cohort.dictionary import describe_cohort, load_cohort
 from analysis.simulation import calibration as calibrate
 from analysis.stats import models
-from analysis.cohort.dictionary import describe_cohort, load_cohort
 from analysis.stats.published import prints_as, published, table_rows
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -7,8 +7,12 @@ import pytest
 
 import analysis
 from analysis.simulation import imaging_cohort as ic
-from analysis.simulation.imaging_cohort.settings import (PIPELINE_SOURCES, pipeline_code_hash,
-                                                         pipeline_source_files, result_fingerprint)
+from analysis.simulation.imaging_cohort.settings import (
+    PIPELINE_SOURCES,
+    pipeline_code_hash,
+    pipeline_source_files,
+    result_fingerprint,
+)
 
 
 def test_subject_seed_is_the_spawned_child():
