@@ -22,7 +22,8 @@ def _log(message):
 def _cmd_cohort(args):
     log = None if args.quiet else _log
     if log:
-        blas = ", ".join(f"{d['internal_api']} {d.get('architecture') or ''}".strip() for d in threadpool_info())
+        libs = dict.fromkeys(f"{d['internal_api']} {d.get('architecture') or ''}".strip() for d in threadpool_info())
+        blas = ", ".join(libs)
         log(f"calibrating the simulated cohort (about 70 s; BLAS: {blas or 'none found'}, run on 1 thread)")
     path = write_synthetic_cohort(args.output, seed=args.seed, log=log)
     print(f"wrote {path}")
