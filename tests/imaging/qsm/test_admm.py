@@ -8,6 +8,7 @@ from analysis.imaging.metrics import nrmse
 from analysis.imaging.qsm import forward_field, gradient_mask, medi, rad_per_ppm, tkd
 from analysis.imaging.qsm._synthetic import ellipsoid_brain
 from analysis.imaging.qsm.admm import _diff_symbol2, _pdiff, _pdiff_adjoint_add, medi_admm, medi_objective
+from tests.helpers.qsm import noisy_ellipsoid
 
 VS = (3.0, 3.0, 3.0)
 #: medi() run to convergence (its default stops when the update falls below 10 % of χ)
@@ -17,11 +18,7 @@ GN_CONVERGED = dict(max_iter=10, tol_norm_ratio=1e-9, cg_tol=1e-3, cg_max_iter=3
 @pytest.fixture(scope="module")
 def phantom():
     """The phantom of test_dipole: 48³ ellipsoid brain, 3 mm, 0.005 ppm noise inside the mask."""
-    ph = ellipsoid_brain((48, 48, 48))
-    rng = np.random.default_rng(0)
-    f = forward_field(ph["chi"], voxel_size=VS)
-    ph["field"] = np.where(ph["mask"], f + 0.005 * rng.standard_normal(f.shape), 0.0).astype(np.float32)
-    return ph
+    return noisy_ellipsoid((48, 48, 48), voxel_size=VS, noise_ppm=0.005, seed=0)
 
 
 @pytest.fixture(scope="module")

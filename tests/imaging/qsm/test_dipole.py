@@ -5,10 +5,10 @@ import pytest
 from scipy import ndimage
 
 from analysis.imaging.metrics import nrmse
-from analysis.imaging.qsm import forward_field, gradient_mask, smv_radii_mm, tkd
+from analysis.imaging.qsm import gradient_mask, smv_radii_mm, tkd
 from analysis.imaging.qsm import medi as medi_default
-from analysis.imaging.qsm._synthetic import ellipsoid_brain
 from analysis.imaging.qsm.dipole import AUTO_SMV_RADII_MM, smv_eroded_mask
+from tests.helpers.qsm import noisy_ellipsoid
 
 VS = (3.0, 3.0, 3.0)
 
@@ -21,11 +21,7 @@ def medi(*args, **kwargs):
 
 @pytest.fixture(scope="module")
 def phantom():
-    ph = ellipsoid_brain((48, 48, 48))
-    rng = np.random.default_rng(0)
-    f = forward_field(ph["chi"], voxel_size=VS)
-    ph["field"] = np.where(ph["mask"], f + 0.005 * rng.standard_normal(f.shape), 0.0).astype(np.float32)
-    return ph
+    return noisy_ellipsoid((48, 48, 48), voxel_size=VS, noise_ppm=0.005, seed=0)
 
 
 def test_medi_beats_tkd(phantom):

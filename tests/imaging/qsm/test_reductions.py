@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from analysis.imaging.qsm import forward_field, medi, pdf
-from analysis.imaging.qsm._synthetic import ellipsoid_brain
+from analysis.imaging.qsm import medi, pdf
 from analysis.imaging.qsm.admm import medi_admm
 from analysis.imaging.qsm.reductions import CHUNK, inner, norm, sum_squares
+from tests.helpers.qsm import noisy_ellipsoid
 
 VS = (2.0, 2.0, 2.0)
 
@@ -39,11 +39,7 @@ def test_inner_rejects_mismatched_or_complex_arrays():
 @pytest.fixture(scope="module")
 def head():
     """A 96 x 100 x 92 ellipsoid brain at 2 mm: its FFT grid is cut into several chunks of planes."""
-    ph = ellipsoid_brain((96, 100, 92))
-    rng = np.random.default_rng(4)
-    f = forward_field(ph["chi"], voxel_size=VS)
-    ph["field"] = np.where(ph["mask"], f + 0.003 * rng.standard_normal(f.shape), 0.0).astype(np.float32)
-    return ph
+    return noisy_ellipsoid((96, 100, 92), voxel_size=VS, noise_ppm=0.003, seed=4)
 
 
 def test_admm_gives_the_same_bits_with_any_number_of_threads(head):
