@@ -116,14 +116,14 @@ def _constraints(fitted, Q, resid_norm, pins, *, c0, moments, extra_eq):
     k = Q.shape[1]
     idx = np.array(sorted(pins), dtype=int)
     val = np.array([pins[i] for i in idx])
+    dy = np.column_stack([Q, np.ones(Q.shape[0])])          # dy/dz, constant
 
     def fun(z):
         w, c = z[:k], z[-1]
         y = c + fitted + Q @ w
         rows, jac = [(w @ w - resid_norm**2) / resid_norm**2], [np.r_[2 * w / resid_norm**2, 0.0]]
         rows += list(y[idx] - val)
-        jac += list(np.column_stack([Q[idx], np.ones(len(idx))]))
-        dy = np.column_stack([Q, np.ones(len(y))])          # dy/dz
+        jac += list(dy[idx])
         if moments is None:
             rows.append(c - c0)
             jac.append(np.r_[np.zeros(k), 1.0])
